@@ -1,0 +1,66 @@
+"""The small interface every channel adapter implements.
+
+A channel sends a batch of rendered messages over one provider connection and returns one
+Outcome per message, in order. An outcome is sent (with the provider's message id) or an
+error of one kind:
+
+- transient: nothing reached the provider, or it asked us to come back (``retry_after``);
+- permanent: the provider will never accept it (invalid address, hard bounce, other 4xx);
+- ambiguous: the request may have reached the provider; retry on the same provider only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+TRANSIENT = "transient"
+PERMANENT = "permanent"
+AMBIGUOUS = "ambiguous"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One rendered message for one recipient on one channel."""
+
+    delivery_id: int
+    # Email address, E.164 number, webhook URL or recipient external id (in-app).
+    to: str
+    # Rendered parts by channel: email subject/html/text; sms text; in_app title/body/link;
+    # webhook payload (a JSON-serialisable object).
+    content: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    # Plain data the adapter may need (recipient id, notification id, type key, ...).
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    error_kind: str = ""  # "" when sent
+    provider_message_id: str = ""
+    error: str = ""
+    retry_after: float | None = None
+
+    @property
+    def sent(self) -> bool:
+        return not self.error_kind
+
+    @classmethod
+    def ok(cls, delivery_id: int, provider_message_id: str = "") -> Outcome:
+        return cls(delivery_id, provider_message_id=provider_message_id)
+
+    @classmethod
+    def failed(
+        cls, delivery_id: int, kind: str, error: str, retry_after: float | None = None
+    ) -> Outcome:
+        return cls(delivery_id, error_kind=kind, error=error[:2000], retry_after=retry_after)
+
+
+class Provider(Protocol):
+    """A provider backend for one channel (an ESP, an SMS gateway, an HTTP poster)."""
+
+    name: str
+    channel: str
+
+    def send_batch(self, messages: list[Message]) -> list[Outcome]: ...

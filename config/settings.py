@@ -1,0 +1,291 @@
+"""Clarion settings, read from the environment (12-factor).
+
+With nothing configured Clarion runs in its single-machine trial mode: SQLite, a file
+broker and the database cache. Everything else runs on PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    """A setting from the environment, or from the file named by NAME_FILE (container secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env(name)
+    if not value:
+        return default
+    return value.lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = env(name)
+    return int(value) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = env(name)
+    return float(value) if value else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+DATA_DIR = Path(env("CLARION_DATA_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env("SECRET_KEY", "insecure-trial-key-set-SECRET_KEY-in-production")
+# Keys the hashes of suppressed addresses, so the list survives an erase without holding
+# the address itself. Changing it orphans existing suppressions.
+SUPPRESSION_HASH_KEY = env("SUPPRESSION_HASH_KEY", SECRET_KEY)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# Absolute base of links placed in messages (preference center, unsubscribe).
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "django_celery_beat",
+    "anymail",
+    "notifications",
+    "preferences",
+    "templates_app",
+    "channels",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Trial mode: SQLite in the data directory. Production and tests: DATABASE_URL (PostgreSQL).
+DATABASE_URL = env("DATABASE_URL")
+TRIAL_MODE = not DATABASE_URL
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL or f"sqlite:///{DATA_DIR / 'clarion.sqlite3'}",
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if TRIAL_MODE:
+    # Several processes share the file: wait for the write lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis holds short-lived shared state (circuit breakers, rate limits, the test clock).
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", "clarion"),
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "clarion_cache",
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("fr", "Français")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- REST API ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["notifications.api.auth.HasClarionApiKey"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "notifications.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Clarion API",
+    "DESCRIPTION": "Send notifications by email, SMS, in-app feed and webhook.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+API_KEY_CUSTOM_HEADER = None  # the library's default: "Authorization: Api-Key <key>"
+API_BULK_MAX_ITEMS = env_int("API_BULK_MAX_ITEMS", 1000)
+API_MAX_RECIPIENTS = env_int("API_MAX_RECIPIENTS", 1000)
+
+# --- Celery -----------------------------------------------------------------------------
+if TRIAL_MODE and not env("CELERY_BROKER_URL"):
+    _broker_dir = DATA_DIR / "broker"
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "redis://127.0.0.1:6379/0")
+    # Redis re-delivers a task unacknowledged past this; every task finishes well before
+    # (CELERY_TASK_TIME_LIMIT) and long waits are parked in PostgreSQL, never in the broker.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    }
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 270)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing while the broker is down must not hang an API request: a few quick tries, then
+# the sweeper picks the work up from PostgreSQL.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env_int("CELERY_PUBLISH_MAX_RETRIES", 2),
+    "interval_start": 0,
+    "interval_step": 0.1,
+    "interval_max": 0.2,
+}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Celery's Django fixup closes the DB connection after each task unless this is set.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
+
+# --- Pipeline ---------------------------------------------------------------------------
+# Deliveries sent per send task: one provider connection serves a whole batch.
+SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
+# How long a delivery may sit in pending/sending before the sweeper enqueues it again.
+SWEEP_STUCK_AFTER_SECONDS = env_int("SWEEP_STUCK_AFTER_SECONDS", 600)
+SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 60)
+RELEASE_INTERVAL_SECONDS = env_float("RELEASE_INTERVAL_SECONDS", 5)
+# Retries due sooner than this stay in the broker (countdown); later ones are parked in the DB.
+RETRY_PARK_AFTER_SECONDS = env_float("RETRY_PARK_AFTER_SECONDS", 5)
+# Tests move time across processes through the shared cache; off in production.
+CLOCK_OFFSET_ENABLED = env_bool("CLOCK_OFFSET_ENABLED", False)
+
+# --- Channels and providers -------------------------------------------------------------
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Clarion <notifications@example.com>")
+ANYMAIL = {}
+# Mailbox that receives mailto: unsubscribes (optional List-Unsubscribe mailto: target).
+UNSUBSCRIBE_MAILTO = env("UNSUBSCRIBE_MAILTO")
+# CAN-SPAM: a physical postal address in every marketing email.
+SENDER_POSTAL_ADDRESS = env("SENDER_POSTAL_ADDRESS", "Clarion, 1 Example Street, Springfield")
+
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID")
+# Points the twilio client at another base URL (tests use a fake Twilio on loopback).
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL")
+SMS_BACKEND = env("SMS_BACKEND", "console" if not TWILIO_ACCOUNT_SID else "twilio")
+
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Outbound webhooks refuse private, link-local and loopback targets unless allowed.
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", TRIAL_MODE)
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+
+# Providers by name: the channel each serves, its backend class (dotted path, like
+# EMAIL_BACKEND) and its options. CHANNEL_PROVIDERS orders each channel's providers, primary
+# first, backups after. PROVIDERS_JSON / CHANNEL_PROVIDERS_JSON replace them from the env.
+PROVIDERS = {
+    "email": {"channel": "email", "backend": "channels.email.EmailProvider", "options": {}},
+    "sms": {
+        "channel": "sms",
+        "backend": "channels.sms.TwilioProvider"
+        if SMS_BACKEND == "twilio"
+        else "channels.sms.ConsoleSmsProvider",
+        "options": {},
+    },
+    "in_app": {"channel": "in_app", "backend": "channels.in_app.FeedProvider", "options": {}},
+    "webhook": {"channel": "webhook", "backend": "channels.webhook.WebhookProvider", "options": {}},
+}
+CHANNEL_PROVIDERS = {
+    "email": ["email"],
+    "sms": ["sms"],
+    "in_app": ["in_app"],
+    "webhook": ["webhook"],
+}
+if env("PROVIDERS_JSON"):
+    import json
+
+    PROVIDERS = json.loads(env("PROVIDERS_JSON"))
+    CHANNEL_PROVIDERS = json.loads(env("CHANNEL_PROVIDERS_JSON", json.dumps(CHANNEL_PROVIDERS)))

@@ -1,0 +1,17 @@
+"""Root URLs: admin, API v1, schema and docs, end-user pages, provider webhooks, ops."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("notifications.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
+    path(
+        "api/docs/",
+        SpectacularRedocView.as_view(url_name="schema", permission_classes=[]),
+        name="api-docs",
+    ),
+    path("", include("notifications.urls")),
+]

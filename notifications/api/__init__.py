@@ -1,0 +1,1 @@
+"""Clarion's versioned REST API (v1)."""

@@ -1,0 +1,56 @@
+"""One JSON error shape for the whole API: {"error": {"code", "message", "fields"?}}."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApiError(exceptions.APIException):
+    """An error with an explicit machine-readable code."""
+
+    def __init__(self, code: str, message: str, status_code: int = 400, fields=None):
+        super().__init__(detail=message, code=code)
+        self.status_code = status_code
+        self.error_code = code
+        self.fields = fields
+
+
+_CODES = {
+    status.HTTP_400_BAD_REQUEST: "invalid_request",
+    status.HTTP_401_UNAUTHORIZED: "not_authenticated",
+    status.HTTP_403_FORBIDDEN: "forbidden",
+    status.HTTP_404_NOT_FOUND: "not_found",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
+    status.HTTP_406_NOT_ACCEPTABLE: "not_acceptable",
+    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
+    status.HTTP_429_TOO_MANY_REQUESTS: "throttled",
+}
+
+
+def error_body(code: str, message: str, fields=None) -> dict:
+    error = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def exception_handler(exc, context):
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        body = error_body(exc.error_code, str(exc.detail), exc.fields)
+    elif isinstance(exc, exceptions.ValidationError):
+        body = error_body("validation_error", "The request is not valid.", exc.detail)
+    elif isinstance(exc, exceptions.ParseError):
+        body = error_body("malformed_json", str(exc.detail))
+    else:
+        code = _CODES.get(response.status_code, "error")
+        body = error_body(code, str(getattr(exc, "detail", exc)))
+    return Response(body, status=response.status_code, headers=_passthrough(response))
+
+
+def _passthrough(response) -> dict:
+    return {k: v for k, v in response.items() if k in {"Retry-After", "WWW-Authenticate", "Allow"}}

@@ -1,0 +1,249 @@
+"""Recipients, notification types, accepted notifications and the delivery log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class Traffic(models.TextChoices):
+    TRANSACTIONAL = "transactional", "Transactional"
+    MARKETING = "marketing", "Marketing"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    IN_APP = "in_app", "In-app"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class Recipient(models.Model):
+    """A person (or system) Clarion sends to, known to the calling service by external_id."""
+
+    external_id = models.CharField(max_length=255, unique=True)
+    email = models.EmailField(max_length=320, blank=True)
+    phone = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +15551234567")
+    webhook_url = models.URLField(max_length=2048, blank=True)
+    locale = models.CharField(max_length=16, blank=True, default="en")
+    timezone = models.CharField(max_length=64, blank=True, default="UTC")
+    attributes = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Category(models.Model):
+    """A group of notification types a person can opt in or out of as one (e.g. "Orders")."""
+
+    key = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name_plural = "categories"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class NotificationType(models.Model):
+    """What an event means: its category, its traffic kind and the channels it goes out on.
+
+    ``channels`` lists the channels a notification is sent on at once; ``fallbacks`` maps a
+    channel to the ordered channels tried when it fails (``{"sms": ["email"]}``).
+    """
+
+    key = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="types")
+    traffic = models.CharField(max_length=16, choices=Traffic.choices)
+    channels = models.JSONField(default=list)
+    fallbacks = models.JSONField(default=dict, blank=True)
+    sample_data = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def is_transactional(self) -> bool:
+        return self.traffic == Traffic.TRANSACTIONAL
+
+
+class Notification(models.Model):
+    """One accepted event (or broadcast): the inbound side of the pipeline."""
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        ROUTED = "routed", "Routed"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.ForeignKey(NotificationType, on_delete=models.PROTECT, related_name="+")
+    # Idempotency keys are scoped to the API key that sent them (IETF Idempotency-Key draft).
+    api_key_id = models.CharField(max_length=150, blank=True, default="")
+    # NULL, not "", when absent: the partial unique constraint skips it.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # SHA-256 of the canonical JSON request body: same key with another body is refused.
+    fingerprint = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    # Recipients as external ids, for an event; an audience filter, for a broadcast.
+    recipient_ids = models.JSONField(default=list, blank=True)
+    audience = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACCEPTED)
+    send_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    routed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key_id", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="notification_idempotency_key_per_api_key",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="accepted"),
+                name="notification_unrouted",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type_id}:{self.id}"
+
+    @property
+    def is_broadcast(self) -> bool:
+        return self.audience is not None
+
+
+class Delivery(models.Model):
+    """One message to one recipient on one channel: the delivery and dedup log.
+
+    The first hop is unique on (notification, recipient, channel); a fallback or
+    backup-provider hop is its own row whose ``replaces`` points at the failed one (unique),
+    so a chain never forks or loops.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DEFERRED = "deferred", "Deferred"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        DIGESTED = "digested", "Digested"
+
+    class ErrorKind(models.TextChoices):
+        TRANSIENT = "transient", "Transient"
+        PERMANENT = "permanent", "Permanent"
+        AMBIGUOUS = "ambiguous", "Ambiguous"
+
+    OPEN_STATUSES = (Status.PENDING, Status.DEFERRED, Status.SENDING)
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    traffic = models.CharField(max_length=16, choices=Traffic.choices)
+    provider = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    skip_reason = models.CharField(max_length=64, blank=True)
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replaced_by"
+    )
+    hop = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    template_version = models.ForeignKey(
+        "templates_app.TemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True)
+    error_message = models.TextField(blank=True)
+    # Set when a worker died mid-send: the provider may have received it already.
+    possible_duplicate = models.BooleanField(default=False)
+    is_test = models.BooleanField(default=False)
+    digest = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="digested_items"
+    )
+    # Summary of what was sent (subject or first line), cleared on erase.
+    summary = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["notification", "recipient", "channel"],
+                condition=Q(replaces__isnull=True, is_test=False),
+                name="delivery_first_hop_once",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="deferred"),
+                name="delivery_deferred_due",
+            ),
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status__in=["pending", "sending"]),
+                name="delivery_in_flight",
+            ),
+            models.Index(fields=["provider", "provider_message_id"], name="delivery_provider_id"),
+            models.Index(fields=["recipient", "created_at"], name="delivery_recipient_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.recipient_id} ({self.status})"
+
+
+class FeedItem(models.Model):
+    """An in-app message in a recipient's feed."""
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="feed")
+    delivery = models.OneToOneField(
+        Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="feed_item"
+    )
+    title = models.CharField(max_length=255)
+    body = models.TextField(blank=True)
+    link = models.URLField(max_length=2048, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["recipient"], condition=Q(read_at__isnull=True), name="feed_unread"
+            )
+        ]

@@ -1,0 +1,1 @@
+"""Real services for tests: SMTP listener, HTTP recorders, Redis servers, Celery workers."""
