@@ -7,11 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("notifications.api.urls")),
+    path("api/v1/", include("preferences.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
     path(
         "api/docs/",
         SpectacularRedocView.as_view(url_name="schema", permission_classes=[]),
         name="api-docs",
     ),
+    path("webhooks/", include("channels.urls")),
+    path("", include("preferences.urls")),
     path("", include("notifications.urls")),
 ]

@@ -1,0 +1,3 @@
+"""Inbound provider webhooks (delivery status, bounces, SMS replies)."""
+
+urlpatterns: list = []

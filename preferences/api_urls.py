@@ -1,0 +1,3 @@
+"""Preferences API routes (under /api/v1/)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""End-user pages: preference center and one-click unsubscribe."""
+
+urlpatterns: list = []
