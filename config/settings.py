@@ -164,8 +164,8 @@ LOGGING = {
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["notifications.api.auth.HasClarionApiKey"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["notifications.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["notifications.api.auth.HasApiKey"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "notifications.api.errors.exception_handler",
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -178,7 +178,6 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }
-API_KEY_CUSTOM_HEADER = None  # the library's default: "Authorization: Api-Key <key>"
 API_BULK_MAX_ITEMS = env_int("API_BULK_MAX_ITEMS", 1000)
 API_MAX_RECIPIENTS = env_int("API_MAX_RECIPIENTS", 1000)
 
@@ -225,6 +224,18 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # --- Pipeline ---------------------------------------------------------------------------
 # Deliveries sent per send task: one provider connection serves a whole batch.
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
+# Notifications routed per routing task (bulk API calls are routed in chunks).
+ROUTE_BATCH_SIZE = env_int("ROUTE_BATCH_SIZE", 100)
+# Attempts per delivery before it fails (and falls back), per channel.
+MAX_ATTEMPTS = {
+    "email": env_int("EMAIL_MAX_ATTEMPTS", 5),
+    "sms": env_int("SMS_MAX_ATTEMPTS", 5),
+    "in_app": env_int("IN_APP_MAX_ATTEMPTS", 3),
+    "webhook": env_int("WEBHOOK_MAX_ATTEMPTS", 8),
+}
+# Exponential backoff with full jitter: random(0, min(cap, base * 2**attempt)) seconds.
+RETRY_BACKOFF_BASE_SECONDS = env_float("RETRY_BACKOFF_BASE_SECONDS", 2)
+RETRY_BACKOFF_CAP_SECONDS = env_float("RETRY_BACKOFF_CAP_SECONDS", 3600)
 # How long a delivery may sit in pending/sending before the sweeper enqueues it again.
 SWEEP_STUCK_AFTER_SECONDS = env_int("SWEEP_STUCK_AFTER_SECONDS", 600)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 60)
@@ -289,3 +300,9 @@ if env("PROVIDERS_JSON"):
 
     PROVIDERS = json.loads(env("PROVIDERS_JSON"))
     CHANNEL_PROVIDERS = json.loads(env("CHANNEL_PROVIDERS_JSON", json.dumps(CHANNEL_PROVIDERS)))
+
+# Beat runs these on every deployment; DatabaseScheduler keeps them in PostgreSQL.
+CELERY_BEAT_SCHEDULE = {
+    "release-due": {"task": "clarion.release_due", "schedule": RELEASE_INTERVAL_SECONDS},
+    "sweep-stuck": {"task": "clarion.sweep_stuck", "schedule": SWEEP_INTERVAL_SECONDS},
+}

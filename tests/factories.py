@@ -45,3 +45,45 @@ class NotificationFactory(factory.django.DjangoModelFactory):
 
     type = factory.SubFactory(NotificationTypeFactory)
     data = factory.LazyFunction(dict)
+
+
+class TemplateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "templates_app.Template"
+
+    notification_type = factory.SubFactory(NotificationTypeFactory)
+    channel = "email"
+    locale = "en"
+
+
+def add_template(ntype, channel: str, content: dict, locale: str = "en"):
+    """A template with one current version holding ``content`` (compiled as authored)."""
+    from templates_app.models import TemplateVersion
+
+    template = TemplateFactory(notification_type=ntype, channel=channel, locale=locale)
+    version = TemplateVersion.objects.create(
+        template=template, number=1, content=content, compiled=content, checksum="test"
+    )
+    template.current_version = version
+    template.save(update_fields=["current_version"])
+    return version
+
+
+DEFAULT_CONTENT = {
+    "email": {
+        "subject": "Order {{ data.order_id }} shipped",
+        "html": "<p>Hello {{ recipient.external_id }}, order {{ data.order_id }} shipped.</p>",
+        "text": "Hello {{ recipient.external_id }}, order {{ data.order_id }} shipped.",
+    },
+    "sms": {"text": "Order {{ data.order_id }} shipped"},
+    "in_app": {"title": "Order {{ data.order_id }} shipped", "body": "On its way", "link": ""},
+    "webhook": {},
+}
+
+
+def notification_type_with_templates(channels=("email",), **kwargs):
+    ntype = NotificationTypeFactory(channels=list(channels), **kwargs)
+    for channel in channels:
+        if DEFAULT_CONTENT[channel]:
+            add_template(ntype, channel, DEFAULT_CONTENT[channel])
+    return ntype

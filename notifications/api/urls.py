@@ -1,3 +1,22 @@
-"""API v1 routes."""
+"""API v1 routes of the notifications app."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("notifications/", views.NotificationCreateView.as_view(), name="notification-create"),
+    path("notifications/bulk/", views.NotificationBulkView.as_view(), name="notification-bulk"),
+    path(
+        "notifications/<uuid:notification_id>/",
+        views.NotificationDetailView.as_view(),
+        name="notification-detail",
+    ),
+    path("recipients/<str:external_id>/", views.RecipientView.as_view(), name="recipient"),
+    path("recipients/<str:external_id>/feed/", views.FeedView.as_view(), name="recipient-feed"),
+    path(
+        "recipients/<str:external_id>/feed/<int:item_id>/read/",
+        views.FeedReadView.as_view(),
+        name="recipient-feed-read",
+    ),
+]

@@ -1,0 +1,105 @@
+"""Admin: the delivery log (filters, search, skip reasons) and the catalog."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import Category, Delivery, FeedItem, Notification, NotificationType, Recipient
+
+
+@admin.register(Recipient)
+class RecipientAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "email", "phone", "locale", "timezone", "created_at"]
+    search_fields = ["external_id", "email", "phone"]
+    readonly_fields = ["created_at", "updated_at", "erased_at"]
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["key", "name"]
+    search_fields = ["key", "name"]
+
+
+@admin.register(NotificationType)
+class NotificationTypeAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "category", "traffic", "channels", "is_active"]
+    list_filter = ["traffic", "category", "is_active"]
+    search_fields = ["key", "name"]
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Delivery
+    fields = [
+        "recipient",
+        "channel",
+        "provider",
+        "status",
+        "skip_reason",
+        "attempts",
+        "error_kind",
+        "error_message",
+        "replaces",
+        "sent_at",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "status", "created_at", "routed_at"]
+    list_filter = ["status", "type", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["id", "idempotency_key", "deliveries__recipient__external_id"]
+    readonly_fields = [f.name for f in Notification._meta.fields]
+    inlines = [DeliveryInline]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "notification_type",
+        "recipient",
+        "channel",
+        "status",
+        "skip_reason",
+        "attempts",
+        "provider",
+        "created_at",
+    ]
+    list_filter = [
+        "status",
+        "channel",
+        "notification__type",
+        "skip_reason",
+        "possible_duplicate",
+        "is_test",
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["recipient__external_id", "recipient__email", "recipient__phone"]
+    list_select_related = ["recipient", "notification__type"]
+    readonly_fields = [f.name for f in Delivery._meta.fields]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="type", ordering="notification__type__key")
+    def notification_type(self, delivery: Delivery) -> str:
+        return delivery.notification.type.key
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(FeedItem)
+class FeedItemAdmin(admin.ModelAdmin):
+    list_display = ["recipient", "title", "read_at", "created_at"]
+    search_fields = ["recipient__external_id", "title"]
+    list_select_related = ["recipient"]

@@ -1,0 +1,162 @@
+"""Input and output shapes of the notifications API."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..models import Delivery, FeedItem, Notification, Recipient
+
+
+class RecipientFieldsSerializer(serializers.Serializer):
+    """Contact fields of a recipient; only the fields given are written."""
+
+    email = serializers.EmailField(max_length=320, required=False, allow_blank=True)
+    phone = serializers.RegexField(
+        r"^\+[1-9]\d{6,14}$",
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid": "Give the number in E.164 form, e.g. +15551234567."},
+    )
+    webhook_url = serializers.URLField(max_length=2048, required=False, allow_blank=True)
+    locale = serializers.RegexField(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", required=False)
+    timezone = serializers.CharField(max_length=64, required=False)
+    attributes = serializers.DictField(required=False)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=100
+    )
+
+    def validate_timezone(self, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError("Unknown IANA time zone, e.g. Europe/Paris.")
+        return value
+
+
+class InlineRecipientSerializer(RecipientFieldsSerializer):
+    external_id = serializers.CharField(max_length=255)
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "description": "external_id of a known recipient"},
+            {"type": "object", "description": "a recipient given inline (upserted)"},
+        ]
+    }
+)
+class RecipientRefField(serializers.Field):
+    """A recipient as an external_id string, or inline as an object (upserted)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            if not data or len(data) > 255:
+                raise serializers.ValidationError("An external_id is 1 to 255 characters.")
+            return data
+        if isinstance(data, dict):
+            inline = InlineRecipientSerializer(data=data)
+            inline.is_valid(raise_exception=True)
+            return dict(inline.validated_data)
+        raise serializers.ValidationError("Give an external_id string or a recipient object.")
+
+    def to_representation(self, value):
+        return value
+
+
+class NotificationInputSerializer(serializers.Serializer):
+    type = serializers.SlugField(max_length=100)
+    recipients = serializers.ListField(
+        child=RecipientRefField(), min_length=1, max_length=settings.API_MAX_RECIPIENTS
+    )
+    data = serializers.DictField(required=False, default=dict)
+    idempotency_key = serializers.CharField(max_length=255, required=False)
+    send_at = serializers.DateTimeField(required=False)
+
+
+class BulkInputSerializer(serializers.Serializer):
+    notifications = serializers.ListField(
+        child=serializers.DictField(), min_length=1, max_length=settings.API_BULK_MAX_ITEMS
+    )
+
+
+class AcceptedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    created = serializers.BooleanField()
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    recipient = serializers.CharField(source="recipient.external_id")
+    replaces = serializers.IntegerField(source="replaces_id", allow_null=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "recipient",
+            "channel",
+            "provider",
+            "status",
+            "skip_reason",
+            "attempts",
+            "next_attempt_at",
+            "sent_at",
+            "error_kind",
+            "error_message",
+            "replaces",
+            "possible_duplicate",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    type = serializers.CharField(source="type.key")
+    deliveries = DeliverySerializer(many=True)
+
+    class Meta:
+        model = Notification
+        fields = [
+            "id",
+            "type",
+            "status",
+            "data",
+            "send_at",
+            "created_at",
+            "routed_at",
+            "deliveries",
+        ]
+
+
+class RecipientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Recipient
+        fields = [
+            "external_id",
+            "email",
+            "phone",
+            "webhook_url",
+            "locale",
+            "timezone",
+            "attributes",
+            "tags",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class FeedItemSerializer(serializers.ModelSerializer):
+    read = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FeedItem
+        fields = ["id", "title", "body", "link", "read", "read_at", "created_at"]
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_read(self, item: FeedItem) -> bool:
+        return item.read_at is not None

@@ -1,0 +1,69 @@
+"""Publishing work to the broker, only after the transaction that made it commits.
+
+Publishing is best effort: ``robust`` on_commit callbacks log and carry on when the broker
+is down, and the publish retry policy is short, so an API request still answers at once.
+Nothing is lost: PostgreSQL holds the work, and the sweeper enqueues it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+
+from config.celery import route_queue, send_queue
+
+log = logging.getLogger(__name__)
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def route_on_commit(notifications: Iterable) -> None:
+    by_traffic: dict[str, list[str]] = defaultdict(list)
+    for notification in notifications:
+        by_traffic[notification.type.traffic].append(str(notification.id))
+    for traffic, ids in by_traffic.items():
+        for chunk in _chunks(ids, settings.ROUTE_BATCH_SIZE):
+            transaction.on_commit(lambda c=chunk, t=traffic: publish_route(c, t), robust=True)
+
+
+def publish_route(notification_ids: list[str], traffic: str) -> None:
+    from .tasks import route_notifications
+
+    route_notifications.apply_async(
+        args=[notification_ids], queue=route_queue(traffic), retry_policy=_retry_policy()
+    )
+
+
+def sends_on_commit(deliveries: Iterable[tuple[int, str, str]], countdown: float = 0) -> None:
+    """Enqueue (delivery id, traffic, channel) triples as batched send tasks after commit."""
+    by_queue: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for delivery_id, traffic, channel in deliveries:
+        by_queue[(traffic, channel)].append(delivery_id)
+    for (traffic, channel), ids in by_queue.items():
+        for chunk in _chunks(sorted(ids), settings.SEND_BATCH_SIZE):
+            transaction.on_commit(
+                lambda c=chunk, t=traffic, ch=channel: publish_send(c, t, ch, countdown),
+                robust=True,
+            )
+
+
+def publish_send(delivery_ids: list[int], traffic: str, channel: str, countdown: float = 0) -> None:
+    from .tasks import send_deliveries
+
+    send_deliveries.apply_async(
+        args=[delivery_ids],
+        queue=send_queue(traffic, channel),
+        countdown=countdown or None,
+        retry_policy=_retry_policy(),
+    )
+
+
+def _retry_policy() -> dict:
+    return settings.CELERY_TASK_PUBLISH_RETRY_POLICY

@@ -1,0 +1,99 @@
+"""Build the rendered channel messages for a batch of claimed deliveries.
+
+Template context is plain data (event data, recipient fields, links), never model
+instances. Template versions are looked up once per (type, channel) in the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.base import Message
+from preferences.addresses import recipient_address
+from preferences.links import email_headers, links_for
+from templates_app.rendering import render_parts
+from templates_app.selection import pick, versions_for
+
+from .models import Delivery, Recipient
+
+
+class NoTemplate(Exception):
+    """No template version exists for the delivery's type, channel and locale chain."""
+
+
+def recipient_context(recipient: Recipient) -> dict[str, Any]:
+    return {
+        "external_id": recipient.external_id,
+        "email": recipient.email,
+        "phone": recipient.phone,
+        "locale": recipient.locale,
+        "timezone": recipient.timezone,
+        "attributes": recipient.attributes,
+    }
+
+
+def context_for(delivery: Delivery) -> dict[str, Any]:
+    notification = delivery.notification
+    ntype = notification.type
+    return {
+        "data": notification.data,
+        "recipient": recipient_context(delivery.recipient),
+        "links": links_for(delivery.recipient, ntype),
+        "notification": {"id": str(notification.id), "type": ntype.key},
+    }
+
+
+class MessageBuilder:
+    """Renders deliveries of one batch, caching template versions per (type, channel)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[int, str], dict] = {}
+
+    def version_for(self, delivery: Delivery):
+        key = (delivery.notification.type_id, delivery.channel)
+        if key not in self._versions:
+            self._versions[key] = versions_for(*key)
+        return pick(self._versions[key], delivery.recipient.locale)
+
+    def build(self, delivery: Delivery) -> tuple[Message, Any]:
+        """The message for a delivery and the template version it used (None for raw data)."""
+        version = self.version_for(delivery)
+        context = context_for(delivery)
+        if version is not None:
+            content = render_parts(version.compiled or version.content, context)
+        elif delivery.channel == "webhook":
+            content = {}
+        else:
+            raise NoTemplate(f"no {delivery.channel} template for {delivery.notification.type.key}")
+        if delivery.channel == "webhook" and "payload" not in content:
+            content["payload"] = {
+                "notification": context["notification"],
+                "recipient": {"external_id": delivery.recipient.external_id},
+                "data": context["data"],
+            }
+        headers = (
+            email_headers(delivery.recipient, delivery.notification.type)
+            if delivery.channel == "email"
+            else {}
+        )
+        message = Message(
+            delivery_id=delivery.id,
+            to=recipient_address(delivery.recipient, delivery.channel),
+            content=content,
+            headers=headers,
+            metadata={
+                "recipient_id": delivery.recipient_id,
+                "notification_id": str(delivery.notification_id),
+                "type": delivery.notification.type.key,
+                "traffic": delivery.traffic,
+            },
+        )
+        return message, version
+
+
+def summary_of(content: dict[str, Any]) -> str:
+    for part in ("subject", "title", "text", "body"):
+        value = content.get(part)
+        if isinstance(value, str) and value.strip():
+            return value.strip().splitlines()[0][:255]
+    return ""

@@ -1,0 +1,123 @@
+"""Record what providers answered: sent, retry later, or fail and fall back.
+
+- transient: retry with exponential backoff and full jitter (honouring Retry-After); short
+  waits stay in the broker as a countdown, longer ones are parked in PostgreSQL
+  (``deferred`` + ``next_attempt_at``) for the release task;
+- ambiguous: the provider may have it, so retry on the same provider only, never fall back;
+- permanent, or retries spent: failed, and the next hop of the chain is created.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Outcome
+from preferences.eligibility import decide
+
+from . import clock, enqueue
+from .fallback import next_hop
+from .models import Delivery
+
+RECORDED_FIELDS = [
+    "status",
+    "status_changed_at",
+    "sent_at",
+    "provider_message_id",
+    "template_version",
+    "summary",
+    "error_kind",
+    "error_message",
+    "next_attempt_at",
+    "updated_at",
+]
+
+
+def backoff_seconds(attempts: int) -> float:
+    ceiling = min(
+        settings.RETRY_BACKOFF_CAP_SECONDS, settings.RETRY_BACKOFF_BASE_SECONDS * 2**attempts
+    )
+    return random.uniform(0, ceiling)
+
+
+def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
+    now = clock.now()
+    soon: list[tuple[int, str, str, float]] = []
+    failed: list[Delivery] = []
+    changed: list[Delivery] = []
+    for outcome in results:
+        delivery = deliveries[outcome.delivery_id]
+        delivery.status_changed_at = delivery.updated_at = now
+        changed.append(delivery)
+        if outcome.sent:
+            delivery.status = Delivery.Status.SENT
+            delivery.sent_at = now
+            delivery.provider_message_id = outcome.provider_message_id[:255]
+            delivery.error_kind = ""
+            delivery.error_message = ""
+            continue
+        delivery.error_kind = outcome.error_kind
+        delivery.error_message = outcome.error
+        if _should_retry(delivery, outcome):
+            wait = (
+                outcome.retry_after if outcome.retry_after else backoff_seconds(delivery.attempts)
+            )
+            if wait <= settings.RETRY_PARK_AFTER_SECONDS:
+                delivery.status = Delivery.Status.PENDING
+                soon.append((delivery.id, delivery.traffic, delivery.channel, wait))
+            else:
+                delivery.status = Delivery.Status.DEFERRED
+                delivery.next_attempt_at = now + timedelta(seconds=wait)
+        else:
+            delivery.status = Delivery.Status.FAILED
+            failed.append(delivery)
+    with transaction.atomic():
+        Delivery.objects.bulk_update(changed, RECORDED_FIELDS)
+        for delivery_id, traffic, channel, wait in soon:
+            enqueue.sends_on_commit([(delivery_id, traffic, channel)], countdown=wait)
+        fall_back([d for d in failed if d.error_kind != AMBIGUOUS])
+
+
+def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
+    if outcome.error_kind == PERMANENT:
+        return False
+    if outcome.error_kind == TRANSIENT and outcome.error.startswith("circuit open"):
+        return False
+    return delivery.attempts < settings.MAX_ATTEMPTS.get(delivery.channel, 5)
+
+
+def fall_back(failed: list[Delivery]) -> list[Delivery]:
+    """Create the next eligible hop for each failed delivery; returns the new pending ones."""
+    now = clock.now()
+    created: list[Delivery] = []
+    for delivery in failed:
+        hop = next_hop(delivery)
+        previous = delivery
+        while hop is not None:
+            channel, provider = hop
+            row = Delivery(
+                notification=delivery.notification,
+                recipient=delivery.recipient,
+                channel=channel,
+                provider=provider,
+                traffic=delivery.traffic,
+                replaces=previous,
+                hop=previous.hop + 1,
+                status_changed_at=now,
+            )
+            reason = decide(delivery.notification.type, [delivery.recipient], [channel], now)
+            if reason[0].allowed:
+                row.save()
+                created.append(row)
+                break
+            # An ineligible hop is recorded as skipped (support can read why) and passed.
+            row.status = Delivery.Status.SKIPPED
+            row.skip_reason = reason[0].skip_reason
+            row.save()
+            previous = row
+            hop = next_hop(row)
+    enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in created)
+    return created

@@ -1,0 +1,97 @@
+"""Sending: claim a batch of deliveries, re-check eligibility, render, send, record.
+
+A delivery is claimed (pending -> sending, attempts + 1) before anything is sent, under
+``FOR UPDATE SKIP LOCKED``, so any number of workers can be handed the same ids and each
+delivery goes out once. One provider call per provider per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import jinja2
+from django.db import transaction
+from django.db.models import F
+
+from channels.base import PERMANENT, Message, Outcome
+from preferences.eligibility import decide
+
+from . import clock, outcomes
+from .dispatch import dispatch
+from .messages import MessageBuilder, NoTemplate, summary_of
+from .models import Delivery
+
+log = logging.getLogger(__name__)
+
+
+def claim(delivery_ids: list[int]) -> list[Delivery]:
+    """Move pending deliveries to sending and return them, each to exactly one caller."""
+    now = clock.now()
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(id__in=delivery_ids, status=Delivery.Status.PENDING)
+            .values_list("id", flat=True)
+        )
+        if not ids:
+            return []
+        Delivery.objects.filter(id__in=ids).update(
+            status=Delivery.Status.SENDING,
+            attempts=F("attempts") + 1,
+            claimed_at=now,
+            updated_at=now,
+        )
+    return list(
+        Delivery.objects.filter(id__in=ids)
+        .select_related("recipient", "notification__type")
+        .order_by("id")
+    )
+
+
+def send_deliveries(delivery_ids: list[int]) -> None:
+    deliveries = claim(delivery_ids)
+    if not deliveries:
+        return
+    now = clock.now()
+    deliveries = _still_eligible(deliveries, now)
+    builder = MessageBuilder()
+    results: list[Outcome] = []
+    by_provider: dict[str, list[Message]] = defaultdict(list)
+    for delivery in deliveries:
+        try:
+            message, version = builder.build(delivery)
+        except (NoTemplate, jinja2.TemplateError) as exc:
+            results.append(Outcome.failed(delivery.id, PERMANENT, f"render: {exc}"))
+            continue
+        delivery.template_version = version
+        delivery.summary = summary_of(message.content)
+        by_provider[delivery.provider].append(message)
+    for provider, messages in by_provider.items():
+        results.extend(dispatch(provider, messages))
+    outcomes.record({d.id: d for d in deliveries}, results)
+
+
+def _still_eligible(deliveries: list[Delivery], now) -> list[Delivery]:
+    """Skip what the recipient opted out of, or got suppressed for, since routing."""
+    groups: dict[tuple[int, str], list[Delivery]] = defaultdict(list)
+    for delivery in deliveries:
+        groups[(delivery.notification.type_id, delivery.channel)].append(delivery)
+    keep: list[Delivery] = []
+    skipped: list[Delivery] = []
+    for (_, channel), group in groups.items():
+        ntype = group[0].notification.type
+        recipients = {d.recipient for d in group}
+        verdict = {d.recipient_id: d for d in decide(ntype, recipients, [channel], now)}
+        for delivery in group:
+            reason = verdict[delivery.recipient_id].skip_reason
+            if reason:
+                delivery.status = Delivery.Status.SKIPPED
+                delivery.skip_reason = reason
+                delivery.status_changed_at = now
+                skipped.append(delivery)
+            else:
+                keep.append(delivery)
+    if skipped:
+        Delivery.objects.bulk_update(skipped, ["status", "skip_reason", "status_changed_at"])
+    return keep

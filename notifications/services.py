@@ -1,0 +1,209 @@
+"""Accepting events and upserting recipients: the writes the API, admin and tasks share."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from . import enqueue
+from .models import Notification, NotificationType, Recipient
+
+RECIPIENT_FIELDS = ("email", "phone", "webhook_url", "locale", "timezone", "attributes", "tags")
+
+
+class AcceptError(Exception):
+    """An event that cannot be accepted; nothing was stored for it."""
+
+    def __init__(self, code: str, message: str, status: int = 400, fields: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.fields = fields
+
+
+@dataclass
+class EventRequest:
+    """One validated event, as the API or a service caller hands it over."""
+
+    type_key: str
+    recipients: list[str | dict[str, Any]]
+    data: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    send_at: datetime | None = None
+    # Canonical JSON of what the caller sent: same key with another body is refused.
+    fingerprint: str = ""
+
+    @property
+    def external_ids(self) -> list[str]:
+        return [r if isinstance(r, str) else r["external_id"] for r in self.recipients]
+
+    @property
+    def inline_recipients(self) -> list[dict[str, Any]]:
+        return [r for r in self.recipients if isinstance(r, dict)]
+
+
+@dataclass
+class Accepted:
+    notification: Notification | None
+    created: bool = False
+    error: AcceptError | None = None
+
+
+def fingerprint(payload: Any) -> str:
+    """SHA-256 of canonical JSON (sorted keys, no spaces): equal bodies, equal prints."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def recipients_upsert(rows: Iterable[dict[str, Any]]) -> None:
+    """Create or update recipients by external_id in one statement; given fields only."""
+    rows = list({row["external_id"]: row for row in rows}.values())
+    if not rows:
+        return
+    by_fields: dict[tuple[str, ...], list[Recipient]] = {}
+    for row in rows:
+        given = tuple(sorted(f for f in RECIPIENT_FIELDS if f in row))
+        by_fields.setdefault(given, []).append(
+            Recipient(external_id=row["external_id"], **{f: row[f] for f in given})
+        )
+    for given, objs in by_fields.items():
+        Recipient.objects.bulk_create(
+            objs,
+            update_conflicts=bool(given),
+            ignore_conflicts=not given,
+            unique_fields=["external_id"] if given else None,
+            update_fields=[*given, "updated_at"] if given else None,
+        )
+
+
+def recipient_upsert(*, external_id: str, **fields: Any) -> tuple[Recipient, bool]:
+    values = {f: fields[f] for f in RECIPIENT_FIELDS if f in fields}
+    return Recipient.objects.update_or_create(external_id=external_id, defaults=values)
+
+
+def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list[Accepted]:
+    """Accept many events in one transaction; one result per event, in order.
+
+    Rows are inserted with ON CONFLICT DO NOTHING: the unique (api key, idempotency key)
+    constraint in PostgreSQL decides between concurrent duplicates, never a read-then-write.
+    Routing is enqueued after commit; if the broker is down the sweeper enqueues it later.
+    """
+    types = {
+        t.key: t for t in NotificationType.objects.filter(key__in={e.type_key for e in events})
+    }
+    results: list[Accepted] = [Accepted(None) for _ in events]
+    candidates: list[tuple[int, Notification]] = []
+    with transaction.atomic():
+        known = _known_external_ids(events)
+        for index, event in enumerate(events):
+            error = _check(event, types, known)
+            if error:
+                results[index] = Accepted(None, error=error)
+                continue
+            candidates.append((index, _new_notification(api_key_id, event, types[event.type_key])))
+        recipients_upsert(r for index, n in candidates for r in events[index].inline_recipients)
+        Notification.objects.bulk_create([n for _, n in candidates], ignore_conflicts=True)
+        created_ids = set(
+            Notification.objects.filter(id__in=[n.id for _, n in candidates]).values_list(
+                "id", flat=True
+            )
+        )
+        existing = _existing_by_key(
+            api_key_id, [n for _, n in candidates if n.id not in created_ids]
+        )
+        fresh: list[Notification] = []
+        for index, notification in candidates:
+            if notification.id in created_ids:
+                results[index] = Accepted(notification, created=True)
+                fresh.append(notification)
+            else:
+                results[index] = _replay(existing.get(notification.idempotency_key), notification)
+        enqueue.route_on_commit(fresh)
+    return results
+
+
+def notification_accept(*, api_key_id: str, event: EventRequest) -> Accepted:
+    return notifications_accept(api_key_id=api_key_id, events=[event])[0]
+
+
+def _known_external_ids(events: list[EventRequest]) -> set[str]:
+    referenced = {i for e in events for i in e.external_ids}
+    inline = {r["external_id"] for e in events for r in e.inline_recipients}
+    by_id_only = referenced - inline
+    if not by_id_only:
+        return inline
+    found = set(
+        Recipient.objects.filter(external_id__in=by_id_only).values_list("external_id", flat=True)
+    )
+    return inline | found
+
+
+def _check(event: EventRequest, types: dict, known: set[str]) -> AcceptError | None:
+    ntype = types.get(event.type_key)
+    if ntype is None or not ntype.is_active:
+        return AcceptError(
+            "unknown_notification_type",
+            f"No active notification type has the key {event.type_key!r}.",
+            fields={"type": ["Unknown notification type."]},
+        )
+    missing = sorted(set(event.external_ids) - known)
+    if missing:
+        return AcceptError(
+            "unknown_recipient",
+            "Some recipients are unknown: send them inline with their contact fields, or "
+            "create them with PUT /api/v1/recipients/{external_id}/ first.",
+            fields={"recipients": [f"Unknown external_id: {m}" for m in missing[:20]]},
+        )
+    return None
+
+
+def _new_notification(api_key_id: str, event: EventRequest, ntype) -> Notification:
+    return Notification(
+        id=uuid.uuid4(),
+        type=ntype,
+        api_key_id=api_key_id,
+        idempotency_key=event.idempotency_key,
+        fingerprint=event.fingerprint,
+        data=event.data,
+        recipient_ids=list(dict.fromkeys(event.external_ids)),
+        send_at=event.send_at,
+    )
+
+
+def _existing_by_key(api_key_id: str, conflicted: list[Notification]) -> dict[str, Notification]:
+    keys = [n.idempotency_key for n in conflicted if n.idempotency_key]
+    if not keys:
+        return {}
+    rows = Notification.objects.filter(api_key_id=api_key_id, idempotency_key__in=keys)
+    return {n.idempotency_key: n for n in rows}
+
+
+def _replay(existing: Notification | None, attempted: Notification) -> Accepted:
+    if existing is None:
+        # The conflicting row vanished (its transaction rolled back): the caller may retry.
+        return Accepted(
+            None,
+            error=AcceptError(
+                "idempotency_key_in_use",
+                "A request with this Idempotency-Key is still being processed; retry.",
+                status=409,
+            ),
+        )
+    if existing.fingerprint != attempted.fingerprint:
+        return Accepted(
+            None,
+            error=AcceptError(
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used with a different request body.",
+                status=422,
+            ),
+        )
+    return Accepted(existing, created=False)

@@ -1,0 +1,29 @@
+import pytest
+from django.test import TestCase
+from rest_framework.test import APIClient
+from rest_framework_api_key.models import APIKey
+
+
+class CommittingClient(APIClient):
+    """An API client whose requests run their on-commit work (routing, sending) at once.
+
+    Tests inside a rolled-back transaction never commit; this runs the callbacks as a
+    commit would, tasks eagerly, callbacks they register included.
+    """
+
+    def generic(self, *args, **kwargs):
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            return super().generic(*args, **kwargs)
+
+
+@pytest.fixture
+def api_key(db):
+    _, key = APIKey.objects.create_key(name="test")
+    return key
+
+
+@pytest.fixture
+def api(api_key):
+    client = CommittingClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+    return client
