@@ -27,7 +27,7 @@ run: $(STAMP)
 
 ## test: lint, then the whole suite against PostgreSQL and Redis
 test: $(STAMP) lint
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DB_CONN_MAX_AGE=0 \
 	  $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -113,6 +113,9 @@ DATABASES = {
     )
 }
 if TRIAL_MODE:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # SQLite has no NULLS NOT DISTINCT; the trial mode accepts the weaker constraint.
+    SILENCED_SYSTEM_CHECKS = ["models.W047"]
     # Several processes share the file: wait for the write lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -184,6 +187,8 @@ API_MAX_RECIPIENTS = env_int("API_MAX_RECIPIENTS", 1000)
 # --- Celery -----------------------------------------------------------------------------
 if TRIAL_MODE and not env("CELERY_BROKER_URL"):
     _broker_dir = DATA_DIR / "broker"
+    for _folder in ("queue", "processed"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),

@@ -62,7 +62,7 @@ def _plan_and_write(notifications: list[Notification], now: datetime) -> int:
                 for channel in ntype.channels:
                     decision = decisions[(recipient.id, channel)]
                     rows.append(_delivery(notification, recipient, channel, decision, now))
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 
 

@@ -66,6 +66,7 @@ def worker_environment(**overrides: str) -> dict[str, str]:
         REDIS_URL=settings.REDIS_URL,
         CELERY_BROKER_URL=celery_app.conf.broker_url,
         CLOCK_OFFSET_ENABLED="1",
+        DB_CONN_MAX_AGE="60",
         WEBHOOK_ALLOW_LOOPBACK="1",
         EMAIL_BACKEND=settings.EMAIL_BACKEND,
         EMAIL_HOST=str(settings.EMAIL_HOST),

@@ -1,0 +1,40 @@
+"""Routing and sending one event costs the same number of queries for 10 or 1,000 people."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
+
+from notifications import services
+from notifications.models import Delivery
+from tests.factories import notification_type_with_templates
+
+pytestmark = pytest.mark.django_db
+
+
+def queries_to_route_and_send(ntype, size: int, settings) -> int:
+    # One send batch whatever the audience, so the count compares the work per batch.
+    settings.SEND_BATCH_SIZE = 2000
+    people = [
+        {"external_id": f"p{size}-{i}", "email": f"p{size}-{i}@example.com"} for i in range(size)
+    ]
+    services.recipients_upsert(people)
+    event = services.EventRequest(
+        type_key=ntype.key, recipients=[p["external_id"] for p in people], data={"order_id": 1}
+    )
+    with CaptureQueriesContext(connection) as captured:
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            accepted = services.notification_accept(api_key_id="k", event=event)
+    assert Delivery.objects.filter(notification=accepted.notification, status="sent").count() == (
+        size * len(ntype.channels)
+    )
+    return len(captured)
+
+
+def test_query_count_is_the_same_for_10_and_1000_recipients(settings):
+    ntype = notification_type_with_templates(key="order-shipped", channels=("email", "in_app"))
+    small = queries_to_route_and_send(ntype, 10, settings)
+    large = queries_to_route_and_send(ntype, 1000, settings)
+    assert small == large, f"{small} queries for 10 recipients, {large} for 1000"
