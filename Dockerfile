@@ -1,0 +1,20 @@
+# One image for every Clarion process; the command picks the role:
+#   web:            gunicorn config.wsgi --bind 0.0.0.0:8000 --workers 4
+#   transactional:  celery -A config worker -Q route.transactional,send.transactional.email,...
+#   marketing:      celery -A config worker -Q route.marketing,send.marketing.email,...,maintenance
+#   beat:           celery -A config beat
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+RUN DATABASE_URL=sqlite:////tmp/build.sqlite3 python manage.py collectstatic --noinput \
+    && useradd --system --uid 10001 clarion
+USER clarion
+
+EXPOSE 8000
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4"]
