@@ -21,6 +21,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py createcachetable
+	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py sync_catalog demo/catalog.yaml
 	$(BIN)/python manage.py bootstrap_demo
 	$(BIN)/honcho start -f Procfile
