@@ -125,7 +125,12 @@ class NotificationBulkView(APIView):
                     **error_body(outcome.error.code, outcome.error.message, outcome.error.fields),
                 }
             else:
-                results[index] = {"status": 202, **_accepted_body(outcome)}
+                # "status" is the item's HTTP status here, as for failed items.
+                results[index] = {
+                    "status": 202,
+                    "id": str(outcome.notification.id),
+                    "created": outcome.created,
+                }
         return Response({"results": results}, status=status.HTTP_200_OK)
 
 
