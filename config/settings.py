@@ -52,8 +52,10 @@ SECRET_KEY = env("SECRET_KEY", "insecure-trial-key-set-SECRET_KEY-in-production"
 SUPPRESSION_HASH_KEY = env("SUPPRESSION_HASH_KEY", SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The port `make run` serves on (127.0.0.1). Not PORT: honcho sets that per process.
+CLARION_PORT = env_int("CLARION_PORT", 8000)
 # Absolute base of links placed in messages (preference center, unsubscribe).
-PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", f"http://127.0.0.1:{CLARION_PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
