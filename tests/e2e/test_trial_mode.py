@@ -1,0 +1,143 @@
+"""`make run` with nothing configured: SQLite, the file broker, real separate processes.
+
+The whole Procfile stack starts from an empty data directory on a free port; a POST with
+the printed API key shows its email on the console and `Sent` in the admin within 10 s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+# What a fresh machine does not have: the test run's own database, Redis and make state.
+UNSET = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+
+
+class Stack:
+    def __init__(self, data_dir: str, port: int) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in UNSET}
+        env.update(CLARION_DATA_DIR=data_dir, CLARION_PORT=str(port), PYTHONUNBUFFERED="1")
+        self.url = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            ["make", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} in the output:\n{self.output[-5000:]}")
+
+    def stop(self) -> int:
+        """Ctrl-C, as a terminal sends it: SIGINT to the whole process group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            raise
+
+
+@pytest.fixture
+def stack():
+    with tempfile.TemporaryDirectory(prefix="clarion-trial-") as data_dir:
+        running = Stack(data_dir, free_port())
+        try:
+            yield running
+        finally:
+            if running.process.poll() is None:
+                running.stop()
+
+
+def admin_session(url: str, password: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{url}/admin/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    answer = session.post(
+        f"{url}/admin/login/?next=/admin/",
+        data={"username": "admin", "password": password, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{url}/admin/login/"},
+    )
+    assert answer.url.endswith("/admin/"), "admin login failed"
+    return session
+
+
+def email_status_in_admin(admin: requests.Session, url: str) -> str:
+    page = admin.get(f"{url}/admin/notifications/delivery/", params={"channel": "email"}).text
+    cells = re.search(r'<td class="field-status">(.*?)</td>', page)
+    return cells[1] if cells else ""
+
+
+def test_make_run_in_trial_mode_delivers_a_posted_email_within_ten_seconds(stack):
+    stack.wait_for(r"Clarion is ready on http://127\.0\.0\.1:\d+", timeout=240)
+    key = stack.wait_for(r"API key: (\S+)", timeout=1)[1]
+    password = stack.wait_for(r"user admin\s+password (\S+)", timeout=1)[1]
+    assert "DATABASE_URL" not in stack.output
+
+    started = time.monotonic()
+    answer = requests.post(
+        f"{stack.url}/api/v1/notifications/",
+        headers={"Authorization": f"Api-Key {key}"},
+        json={
+            "type": "order-shipped",
+            "recipients": [{"external_id": "42", "email": "ada@example.com"}],
+            "data": {"order_id": "A-1001"},
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+
+    stack.wait_for(r"Subject: Your order A-1001 has shipped", timeout=10)
+    admin = admin_session(stack.url, password)
+    while email_status_in_admin(admin, stack.url) != "Sent":
+        assert time.monotonic() - started < 10, email_status_in_admin(admin, stack.url)
+        time.sleep(0.2)
+    assert time.monotonic() - started < 10
+    assert "To: ada@example.com" in stack.output
+
+    stack.stop()
+    # Ctrl-C stops every process of the stack, not only make.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(stack.process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError("processes of the stack outlived Ctrl-C")
