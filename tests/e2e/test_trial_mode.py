@@ -104,7 +104,7 @@ def email_status_in_admin(admin: requests.Session, url: str) -> str:
     return cells[1] if cells else ""
 
 
-def test_make_run_in_trial_mode_delivers_a_posted_email_within_ten_seconds(stack):
+def test_make_run_in_trial_mode_delivers_a_posted_email_within_ten_seconds(stack, http_server):
     stack.wait_for(r"Clarion is ready on http://127\.0\.0\.1:\d+", timeout=240)
     key = stack.wait_for(r"API key: (\S+)", timeout=1)[1]
     password = stack.wait_for(r"user admin\s+password (\S+)", timeout=1)[1]
@@ -116,7 +116,14 @@ def test_make_run_in_trial_mode_delivers_a_posted_email_within_ten_seconds(stack
         headers={"Authorization": f"Api-Key {key}"},
         json={
             "type": "order-shipped",
-            "recipients": [{"external_id": "42", "email": "ada@example.com"}],
+            "recipients": [
+                {
+                    "external_id": "42",
+                    "email": "ada@example.com",
+                    "phone": "+15550001001",
+                    "webhook_url": f"{http_server.url}/hook",
+                }
+            ],
             "data": {"order_id": "A-1001"},
         },
         timeout=10,
@@ -130,6 +137,11 @@ def test_make_run_in_trial_mode_delivers_a_posted_email_within_ten_seconds(stack
         time.sleep(0.2)
     assert time.monotonic() - started < 10
     assert "To: ada@example.com" in stack.output
+    # The other channels work in trial mode too: SMS on the console, webhooks to loopback.
+    stack.wait_for(r"SMS to \+15550001001", timeout=10)
+    [hook] = http_server.wait_for(1, timeout=10)
+    assert hook.json()["order_id"] == "A-1001"
+    assert hook.headers["Clarion-Signature"].startswith("t=")
 
     stack.stop()
     # Ctrl-C stops every process of the stack, not only make.
