@@ -11,6 +11,7 @@ from django.utils import timezone
 from notifications import clock, services
 from notifications.models import Traffic
 from tests.factories import CategoryFactory, RecipientFactory, add_template
+from tests.notifications.conftest import api, api_key  # noqa: F401 - shared API fixtures
 
 MARKETING_EMAIL = {
     "subject": "Deal {{ data.deal }}",
