@@ -6,6 +6,7 @@ instances. Template versions are looked up once per (type, channel) in the batch
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from channels.base import Message
@@ -19,6 +20,10 @@ from .models import Delivery, Recipient
 
 class NoTemplate(Exception):
     """No template version exists for the delivery's type, channel and locale chain."""
+
+
+class BadPayload(ValueError):
+    """A webhook payload template rendered to something that is not JSON."""
 
 
 def recipient_context(recipient: Recipient) -> dict[str, Any]:
@@ -65,6 +70,8 @@ class MessageBuilder:
             content = {}
         else:
             raise NoTemplate(f"no {delivery.channel} template for {delivery.notification.type.key}")
+        if delivery.channel == "webhook" and isinstance(content.get("payload"), str):
+            content["payload"] = _json_payload(content["payload"])
         if delivery.channel == "webhook" and "payload" not in content:
             content["payload"] = {
                 "notification": context["notification"],
@@ -93,6 +100,15 @@ class MessageBuilder:
             },
         )
         return message, version
+
+
+def _json_payload(text: str) -> Any:
+    # Payload templates write JSON text (values through ``| tojson``); parse it here so the
+    # receiver always gets valid JSON and a broken template fails the delivery, not the batch.
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadPayload(f"webhook payload is not JSON: {exc}") from exc
 
 
 def summary_of(content: dict[str, Any]) -> str:

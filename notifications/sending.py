@@ -19,7 +19,7 @@ from preferences.eligibility import decide
 
 from . import clock, outcomes
 from .dispatch import dispatch
-from .messages import MessageBuilder, NoTemplate, summary_of
+from .messages import BadPayload, MessageBuilder, NoTemplate, summary_of
 from .models import Delivery
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def send_deliveries(delivery_ids: list[int]) -> None:
     for delivery in deliveries:
         try:
             message, version = builder.build(delivery)
-        except (NoTemplate, jinja2.TemplateError) as exc:
+        except (NoTemplate, BadPayload, jinja2.TemplateError) as exc:
             results.append(Outcome.failed(delivery.id, PERMANENT, f"render: {exc}"))
             continue
         delivery.template_version = version

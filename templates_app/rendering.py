@@ -8,9 +8,29 @@ from typing import Any
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+
+class TestableUndefined(StrictUndefined):
+    """A missing variable fails loudly when printed, but may be tested and looped over.
+
+    ``{% if data.carrier %}`` is how authors write optional parts; printing a misspelt
+    ``{{ data.ordr_id }}`` must still fail the message rather than send a blank.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 # HTML parts are autoescaped; text, SMS and titles are not (they are not HTML).
-_html_env = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-_text_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+_html_env = ImmutableSandboxedEnvironment(autoescape=True, undefined=TestableUndefined)
+_text_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=TestableUndefined)
 
 HTML_PARTS = frozenset({"html"})
 

@@ -1,0 +1,298 @@
+"""Catalog as code: categories, notification types, layouts and templates from one YAML file.
+
+The file format is documented in docs/catalog.md. Syncing is idempotent: a type or layout is
+updated in place, and a template gets a new version only when its content changed. A file
+with any problem changes nothing: every problem is reported at once, with its place.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.db import transaction
+
+from notifications.models import Category, Channel, NotificationType, Traffic
+
+from .models import Layout, Template
+from .services import template_version_save
+
+# Parts each channel's template must have, and parts it may have.
+REQUIRED_PARTS = {
+    Channel.EMAIL: {"subject", "html"},
+    Channel.SMS: {"text"},
+    Channel.IN_APP: {"title", "body"},
+    Channel.WEBHOOK: set(),
+}
+OPTIONAL_PARTS = {
+    Channel.EMAIL: {"text"},
+    Channel.SMS: set(),
+    Channel.IN_APP: {"link"},
+    Channel.WEBHOOK: {"payload"},
+}
+TYPE_FIELDS = {
+    "key",
+    "name",
+    "description",
+    "category",
+    "traffic",
+    "channels",
+    "fallbacks",
+    "sample_data",
+    "layout",
+    "is_active",
+    "templates",
+}
+
+
+class CatalogError(Exception):
+    """The catalog file cannot be synced; ``problems`` says where and why."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class SyncResult:
+    created: Counter = field(default_factory=Counter)
+    updated: Counter = field(default_factory=Counter)
+    unchanged: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        kinds = sorted(set(self.created) | set(self.updated) | set(self.unchanged))
+        return "; ".join(
+            f"{kind}: {self.created[kind]} created, {self.updated[kind]} updated, "
+            f"{self.unchanged[kind]} unchanged"
+            for kind in kinds
+        )
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError([f"{path}: cannot read ({exc.strerror})"]) from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError([f"{path}: not valid YAML: {exc}"]) from exc
+    if not isinstance(document, dict):
+        raise CatalogError([f"{path}: the top level must be a mapping"])
+    return document
+
+
+def sync_file(path: str | Path, *, user=None) -> SyncResult:
+    return sync(load(path), user=user)
+
+
+@transaction.atomic
+def sync(document: dict[str, Any], *, user=None) -> SyncResult:
+    """Create or update everything the document describes; raise CatalogError on problems."""
+    problems = validate(document)
+    if problems:
+        raise CatalogError(problems)
+    result = SyncResult()
+    categories = {
+        item["key"]: _upsert(
+            Category,
+            result,
+            "categories",
+            key=item["key"],
+            values={
+                "name": item.get("name", item["key"]),
+                "description": item.get("description", ""),
+            },
+        )
+        for item in document.get("categories", [])
+    }
+    categories.update({c.key: c for c in Category.objects.exclude(key__in=categories)})
+    layouts = {
+        item["key"]: _upsert(
+            Layout,
+            result,
+            "layouts",
+            key=item["key"],
+            values={
+                "name": item.get("name", item["key"]),
+                "html": item["html"],
+                "text": item.get("text", ""),
+            },
+        )
+        for item in document.get("layouts", [])
+    }
+    layouts.update({la.key: la for la in Layout.objects.exclude(key__in=layouts)})
+    for item in document.get("types", []):
+        ntype = _upsert(
+            NotificationType,
+            result,
+            "types",
+            key=item["key"],
+            values={
+                "name": item.get("name", item["key"]),
+                "description": item.get("description", ""),
+                "category": categories[item["category"]],
+                "traffic": item["traffic"],
+                "channels": list(item["channels"]),
+                "fallbacks": dict(item.get("fallbacks") or {}),
+                "sample_data": dict(item.get("sample_data") or {}),
+                "is_active": item.get("is_active", True),
+            },
+        )
+        layout = layouts.get(item["layout"]) if item.get("layout") else None
+        for channel, by_locale in (item.get("templates") or {}).items():
+            for locale, content in by_locale.items():
+                _sync_template(ntype, channel, str(locale), content, layout, result, user)
+    return result
+
+
+def _upsert(model, result: SyncResult, kind: str, *, key: str, values: dict):
+    obj = model.objects.filter(key=key).first()
+    if obj is None:
+        result.created[kind] += 1
+        return model.objects.create(key=key, **values)
+    changed = [name for name, value in values.items() if getattr(obj, name) != value]
+    if not changed:
+        result.unchanged[kind] += 1
+        return obj
+    for name in changed:
+        setattr(obj, name, values[name])
+    obj.save()
+    result.updated[kind] += 1
+    return obj
+
+
+def _sync_template(ntype, channel, locale, content, layout, result, user) -> None:
+    template, created = Template.objects.get_or_create(
+        notification_type=ntype, channel=channel, locale=locale, defaults={"layout": layout}
+    )
+    if (
+        not created
+        and channel == Channel.EMAIL
+        and template.layout_id != getattr(layout, "id", None)
+    ):
+        template.layout = layout
+        template.save(update_fields=["layout", "updated_at"])
+    content = {part: value for part, value in content.items() if value is not None}
+    _, new_version = template_version_save(template, content, user=user)
+    if created:
+        result.created["templates"] += 1
+    elif new_version:
+        result.updated["templates"] += 1
+    else:
+        result.unchanged["templates"] += 1
+
+
+def validate(document: dict[str, Any]) -> list[str]:
+    """Every problem in the document, each prefixed with where it is."""
+    problems: list[str] = []
+    unknown = set(document) - {"categories", "layouts", "types"}
+    if unknown:
+        problems.append(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+    categories = {c.key for c in Category.objects.all()}
+    for i, item in enumerate(_list(document, "categories", problems)):
+        if _has_key(item, f"categories[{i}]", problems):
+            categories.add(item["key"])
+    layouts = set(Layout.objects.values_list("key", flat=True))
+    for i, item in enumerate(_list(document, "layouts", problems)):
+        where = f"layouts[{i}]"
+        if _has_key(item, where, problems):
+            layouts.add(item["key"])
+            if not isinstance(item.get("html"), str) or "content" not in item["html"]:
+                problems.append(f"{where}.html: required, and must place {{{{ content }}}}")
+    seen: set[str] = set()
+    for i, item in enumerate(_list(document, "types", problems)):
+        where = f"types[{i}]"
+        if not _has_key(item, where, problems):
+            continue
+        where = f"types[{i}] ({item['key']})"
+        if item["key"] in seen:
+            problems.append(f"{where}: key appears twice")
+        seen.add(item["key"])
+        problems.extend(_type_problems(item, where, categories, layouts))
+    return problems
+
+
+def _list(document: dict, name: str, problems: list[str]) -> list:
+    value = document.get(name) or []
+    if not isinstance(value, list):
+        problems.append(f"{name}: must be a list")
+        return []
+    return value
+
+
+def _has_key(item: Any, where: str, problems: list[str]) -> bool:
+    if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
+        problems.append(f"{where}: must be a mapping with a non-empty string 'key'")
+        return False
+    return True
+
+
+def _type_problems(item: dict, where: str, categories: set, layouts: set) -> list[str]:
+    problems = []
+    unknown = set(item) - TYPE_FIELDS
+    if unknown:
+        problems.append(f"{where}: unknown fields: {', '.join(sorted(unknown))}")
+    if item.get("category") not in categories:
+        problems.append(f"{where}.category: unknown category {item.get('category')!r}")
+    if item.get("traffic") not in Traffic.values:
+        problems.append(f"{where}.traffic: must be one of {', '.join(Traffic.values)}")
+    channels = item.get("channels")
+    if not isinstance(channels, list) or not channels:
+        problems.append(f"{where}.channels: must be a non-empty list")
+        channels = []
+    for channel in channels:
+        if channel not in Channel.values:
+            problems.append(f"{where}.channels: unknown channel {channel!r}")
+    if item.get("layout") and item["layout"] not in layouts:
+        problems.append(f"{where}.layout: unknown layout {item['layout']!r}")
+    problems.extend(_fallback_problems(item.get("fallbacks") or {}, channels, where))
+    templates = item.get("templates") or {}
+    if not isinstance(templates, dict):
+        return [*problems, f"{where}.templates: must map channel -> locale -> parts"]
+    for channel in channels:
+        if channel != Channel.WEBHOOK and channel not in templates:
+            problems.append(f"{where}.templates: no {channel} template, but it sends on {channel}")
+    for channel, by_locale in templates.items():
+        problems.extend(_template_problems(channel, by_locale, f"{where}.templates.{channel}"))
+    return problems
+
+
+def _fallback_problems(fallbacks: Any, channels: list, where: str) -> list[str]:
+    if not isinstance(fallbacks, dict):
+        return [f"{where}.fallbacks: must map a channel to a list of channels"]
+    problems = []
+    for channel, chain in fallbacks.items():
+        if channel not in Channel.values:
+            problems.append(f"{where}.fallbacks: unknown channel {channel!r}")
+        if not isinstance(chain, list) or any(c not in Channel.values for c in chain):
+            problems.append(f"{where}.fallbacks.{channel}: must be a list of known channels")
+        elif channel in chain or len(set(chain)) != len(chain):
+            problems.append(f"{where}.fallbacks.{channel}: a chain may not repeat a channel")
+    return problems
+
+
+def _template_problems(channel: str, by_locale: Any, where: str) -> list[str]:
+    if channel not in Channel.values:
+        return [f"{where}: unknown channel"]
+    if not isinstance(by_locale, dict) or not by_locale:
+        return [f"{where}: must map a locale (en, fr, fr-CA...) to the template's parts"]
+    problems = []
+    for locale, content in by_locale.items():
+        here = f"{where}.{locale}"
+        if not isinstance(content, dict):
+            problems.append(f"{here}: must be a mapping of parts")
+            continue
+        missing = REQUIRED_PARTS[channel] - set(content)
+        extra = set(content) - REQUIRED_PARTS[channel] - OPTIONAL_PARTS[channel]
+        if missing:
+            problems.append(f"{here}: missing parts: {', '.join(sorted(missing))}")
+        if extra:
+            problems.append(f"{here}: unknown parts: {', '.join(sorted(extra))}")
+        bad = [p for p, v in content.items() if v is not None and not isinstance(v, str)]
+        if bad:
+            problems.append(f"{here}: parts must be text: {', '.join(sorted(bad))}")
+    return problems
