@@ -74,15 +74,12 @@ def digest_type(category: Category, channels: list[str]) -> NotificationType:
 
 
 def _add_default_templates(ntype: NotificationType) -> None:
-    from templates_app.models import Template, TemplateVersion
+    from templates_app.models import Template
+    from templates_app.services import template_version_save
 
     for channel, content in DEFAULT_TEMPLATES.items():
         template = Template.objects.create(notification_type=ntype, channel=channel, locale="en")
-        version = TemplateVersion.objects.create(
-            template=template, number=1, content=content, compiled=content, checksum="default"
-        )
-        template.current_version = version
-        template.save(update_fields=["current_version"])
+        template_version_save(template, content)
 
 
 def last_moment(recipient, frequency: str, now: datetime) -> datetime:

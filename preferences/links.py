@@ -61,3 +61,12 @@ def with_sms_opt_out(text: str, recipient: Recipient, ntype: NotificationType) -
     with translation.override(recipient.locale or settings.LANGUAGE_CODE):
         wording = gettext("Reply STOP to opt out.")
     return f"{text.rstrip()} {wording}"
+
+
+def sample_links() -> dict[str, str]:
+    """Placeholder links of the same shape, for previews and test renders."""
+    return {
+        "preferences_url": _absolute("/preferences/sample-token/"),
+        "unsubscribe_url": _absolute("/unsubscribe/sample-token/"),
+        "postal_address": settings.SENDER_POSTAL_ADDRESS,
+    }
