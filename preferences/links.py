@@ -22,7 +22,8 @@ def preferences_url(recipient: Recipient) -> str:
 
 
 def unsubscribe_url(recipient: Recipient, ntype: NotificationType) -> str:
-    token = make_token(recipient, UNSUBSCRIBE, ntype.category)
+    # The id, not the instance: no query per message.
+    token = make_token(recipient, UNSUBSCRIBE, ntype.category_id)
     return _absolute(reverse("preferences:unsubscribe", args=[token]))
 
 

@@ -35,12 +35,13 @@ def _salt(scope: str) -> str:
     return f"clarion.preferences.{scope}"
 
 
-def make_token(recipient: Recipient, scope: str, category: Category | None = None) -> str:
+def make_token(recipient: Recipient, scope: str, category: Category | int | None = None) -> str:
+    """A token for one recipient and scope (an unsubscribe one names a category, or its id)."""
     if scope not in SCOPES:
         raise ValueError(f"unknown token scope {scope!r}")
     payload: dict = {"r": recipient.pk}
     if category is not None:
-        payload["c"] = category.pk
+        payload["c"] = category if isinstance(category, int) else category.pk
     return signing.dumps(payload, salt=_salt(scope), compress=True)
 
 

@@ -77,3 +77,16 @@ def test_marketing_sms_carries_the_opt_out_wording_in_the_recipients_language(ad
 def test_transactional_sms_has_no_opt_out_wording(ada, promotions):
     ntype = make_type("sms-code", Traffic.TRANSACTIONAL, promotions, channels=("sms",))
     assert build_sms(ntype, ada) == "Deal S-1"
+
+
+def test_links_and_headers_cost_no_query_per_recipient(settings, promotions):
+    from tests.notifications.test_pipeline_queries import queries_to_route_and_send
+
+    content = {
+        "subject": "Order {{ data.order_id }}",
+        "text": "{{ links.preferences_url }} {{ links.unsubscribe_url }} {{ links.postal_address }}",
+    }
+    marketing = make_type("deals", Traffic.MARKETING, promotions, content=content)
+    small = queries_to_route_and_send(marketing, 10, settings)
+    large = queries_to_route_and_send(marketing, 200, settings)
+    assert small == large, f"{small} queries for 10 recipients, {large} for 200"
