@@ -84,7 +84,8 @@ def test_links_and_headers_cost_no_query_per_recipient(settings, promotions):
 
     content = {
         "subject": "Order {{ data.order_id }}",
-        "text": "{{ links.preferences_url }} {{ links.unsubscribe_url }} {{ links.postal_address }}",
+        "text": "{{ links.preferences_url }} {{ links.unsubscribe_url }} "
+        "{{ links.postal_address }}",
     }
     marketing = make_type("deals", Traffic.MARKETING, promotions, content=content)
     small = queries_to_route_and_send(marketing, 10, settings)
