@@ -334,3 +334,21 @@ CELERY_BEAT_SCHEDULE = {
     "release-due": {"task": "clarion.release_due", "schedule": RELEASE_INTERVAL_SECONDS},
     "sweep-stuck": {"task": "clarion.sweep_stuck", "schedule": SWEEP_INTERVAL_SECONDS},
 }
+
+# --- Preferences, unsubscribe, frequency ------------------------------------------------
+# How long a preference-center or unsubscribe link in a message keeps working.
+PREFERENCE_TOKEN_MAX_AGE_SECONDS = env_int("PREFERENCE_TOKEN_MAX_AGE_SECONDS", 180 * 24 * 3600)
+# Quiet hours applied to people who set none ("22:00-08:00", local time); empty: none.
+DEFAULT_QUIET_HOURS = env("DEFAULT_QUIET_HOURS")
+# Marketing messages per person per local day, across types; 0: no cap. Over the cap a
+# message is skipped ("skip", reason capped) or deferred to the next local day ("defer").
+MARKETING_DAILY_CAP = env_int("MARKETING_DAILY_CAP", 0)
+MARKETING_CAP_MODE = env("MARKETING_CAP_MODE", "skip")
+# Digests go out at this local hour; weekly ones on this weekday (0 = Monday).
+DIGEST_LOCAL_HOUR = env_int("DIGEST_LOCAL_HOUR", 8)
+DIGEST_WEEKDAY = env_int("DIGEST_WEEKDAY", 0)
+DIGEST_INTERVAL_SECONDS = env_float("DIGEST_INTERVAL_SECONDS", 300)
+CELERY_BEAT_SCHEDULE["send-digests"] = {
+    "task": "clarion.send_digests",
+    "schedule": DIGEST_INTERVAL_SECONDS,
+}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from preferences.admin import RECIPIENT_ACTIONS
+
 from .models import Category, Delivery, FeedItem, Notification, NotificationType, Recipient
 
 
@@ -12,6 +14,7 @@ class RecipientAdmin(admin.ModelAdmin):
     list_display = ["external_id", "email", "phone", "locale", "timezone", "created_at"]
     search_fields = ["external_id", "email", "phone"]
     readonly_fields = ["created_at", "updated_at", "erased_at"]
+    actions = RECIPIENT_ACTIONS
 
 
 @admin.register(Category)

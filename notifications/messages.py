@@ -11,7 +11,7 @@ from typing import Any
 
 from channels.base import Message
 from preferences.addresses import recipient_address
-from preferences.links import email_headers, links_for
+from preferences.links import email_headers, links_for, with_sms_opt_out
 from templates_app.rendering import render_parts
 from templates_app.selection import pick, versions_for
 
@@ -78,6 +78,10 @@ class MessageBuilder:
                 "recipient": {"external_id": delivery.recipient.external_id},
                 "data": context["data"],
             }
+        if delivery.channel == "sms" and isinstance(content.get("text"), str):
+            content["text"] = with_sms_opt_out(
+                content["text"], delivery.recipient, delivery.notification.type
+            )
         headers = (
             email_headers(delivery.recipient, delivery.notification.type)
             if delivery.channel == "email"

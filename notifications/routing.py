@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import transaction
 
 from channels.registry import primary_provider
-from preferences.eligibility import decide
+from preferences.eligibility import CapLedger, decide
 
 from . import clock, enqueue
 from .models import Delivery, Notification, Recipient
@@ -47,6 +47,7 @@ def _plan_and_write(notifications: list[Notification], now: datetime) -> int:
     wanted = {external_id for n in notifications for external_id in n.recipient_ids}
     recipients = {r.external_id: r for r in Recipient.objects.filter(external_id__in=wanted)}
     rows: list[Delivery] = []
+    ledger = CapLedger(recipients.values(), now)
     by_type: dict[int, list[Notification]] = defaultdict(list)
     for notification in notifications:
         by_type[notification.type_id].append(notification)
@@ -60,7 +61,9 @@ def _plan_and_write(notifications: list[Notification], now: datetime) -> int:
         for notification in group:
             for recipient in _recipients_of(notification, recipients):
                 for channel in ntype.channels:
-                    decision = decisions[(recipient.id, channel)]
+                    decision = ledger.admit(
+                        notification.id, decisions[(recipient.id, channel)], ntype.traffic
+                    )
                     rows.append(_delivery(notification, recipient, channel, decision, now))
     Delivery.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
@@ -82,6 +85,10 @@ def _delivery(notification, recipient, channel, decision, now) -> Delivery:
     if not decision.allowed:
         delivery.status = Delivery.Status.SKIPPED
         delivery.skip_reason = decision.skip_reason
+        return delivery
+    if decision.digest:
+        # Held for the recipient's next digest; the digest task folds it (never sent alone).
+        delivery.status = Delivery.Status.DIGESTED
         return delivery
     later = max(filter(None, [decision.defer_until, notification.send_at]), default=None)
     if later and later > now:

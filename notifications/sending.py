@@ -84,14 +84,25 @@ def _still_eligible(deliveries: list[Delivery], now) -> list[Delivery]:
         recipients = {d.recipient for d in group}
         verdict = {d.recipient_id: d for d in decide(ntype, recipients, [channel], now)}
         for delivery in group:
-            reason = verdict[delivery.recipient_id].skip_reason
-            if reason:
+            decision = verdict[delivery.recipient_id]
+            if decision.skip_reason:
                 delivery.status = Delivery.Status.SKIPPED
-                delivery.skip_reason = reason
-                delivery.status_changed_at = now
-                skipped.append(delivery)
+                delivery.skip_reason = decision.skip_reason
+            elif decision.defer_until and decision.defer_until > now:
+                # Quiet hours began since routing: park it until they end, not dropped.
+                delivery.status = Delivery.Status.DEFERRED
+                delivery.next_attempt_at = decision.defer_until
+                delivery.attempts -= 1
+            elif decision.digest and delivery.digest_id is None and delivery.hop == 0:
+                # Switched to a digest since routing: it goes in the digest instead.
+                delivery.status = Delivery.Status.DIGESTED
             else:
                 keep.append(delivery)
+                continue
+            delivery.status_changed_at = now
+            skipped.append(delivery)
     if skipped:
-        Delivery.objects.bulk_update(skipped, ["status", "skip_reason", "status_changed_at"])
+        Delivery.objects.bulk_update(
+            skipped, ["status", "skip_reason", "status_changed_at", "next_attempt_at", "attempts"]
+        )
     return keep

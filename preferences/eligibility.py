@@ -1,20 +1,34 @@
-"""Who may get what on which channel: the one place that decides.
+"""Who may get what on which channel, and when: the one place that decides.
 
-Routing plans deliveries with ``decide`` and writes nothing; sending calls it again when a
-batch is claimed, so an unsubscribe stops what is already queued, deferred or retrying. All
-lookups are done for a whole batch of recipients at once (one query each).
+Routing plans deliveries with ``decide`` (and a ``CapLedger``) and writes nothing; sending
+calls ``decide`` again when a batch is claimed, so an unsubscribe stops what is already
+queued, deferred or retrying. All lookups are done for a whole batch of recipients at once
+(one query each). The set-based audience path (``audience.py``) mirrors these rules in SQL;
+``tests/preferences/test_eligibility_cases.py`` runs one table of cases through both.
+
+Rules, in order: erased; no address; suppressed (a suppression of the channel stops even a
+password reset); then, for marketing only: marketing suppression, all marketing off, the
+channel off, the type (most specific row wins) or else the category and its channel off;
+then the category's frequency (daily / weekly digest) and quiet hours (defer to their end).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from notifications.models import NotificationType, Recipient
+from django.conf import settings
+from django.db.models import Q
+
+from notifications.models import Delivery, NotificationType, Recipient, Traffic
 
 from .addresses import address_hash, recipient_address
-from .models import Preference, Suppression
+from .models import Frequency, Preference, QuietHours, Suppression
+
+# Digest deliveries belong to a notification type of this key prefix, one per category.
+DIGEST_TYPE_PREFIX = "digest--"
 
 
 class Skip:
@@ -36,10 +50,16 @@ class Decision:
     channel: str
     skip_reason: str = ""
     defer_until: datetime | None = None
+    # "daily" or "weekly": held as a ``digested`` delivery for the next digest.
+    digest: str = ""
 
     @property
     def allowed(self) -> bool:
         return not self.skip_reason
+
+
+def is_digest_type(ntype: NotificationType) -> bool:
+    return ntype.key.startswith(DIGEST_TYPE_PREFIX)
 
 
 def decide(
@@ -52,16 +72,26 @@ def decide(
     recipients = list(recipients)
     channels = list(channels)
     suppressed = _suppressed_hashes(recipients, channels)
-    preferences = {} if ntype.is_transactional else _preferences(ntype, recipients)
+    marketing = not ntype.is_transactional
+    preferences = _preferences(ntype, recipients) if marketing else {}
+    quiet = quiet_windows(recipients) if marketing else {}
     decisions = []
     for recipient in recipients:
+        prefs = preferences.get(recipient.id, {})
         for channel in channels:
-            reason = _skip_reason(ntype, recipient, channel, suppressed, preferences)
-            decisions.append(Decision(recipient.id, channel, reason))
+            reason = _skip_reason(ntype, recipient, channel, suppressed, prefs)
+            decision = Decision(recipient.id, channel, reason)
+            if marketing and not reason:
+                decision = replace(
+                    decision,
+                    digest=_digest_frequency(ntype, prefs),
+                    defer_until=quiet_until(quiet.get(recipient.id), recipient, now),
+                )
+            decisions.append(decision)
     return decisions
 
 
-def _skip_reason(ntype, recipient, channel, suppressed, preferences) -> str:
+def _skip_reason(ntype, recipient, channel, suppressed, prefs) -> str:
     if recipient.erased_at is not None:
         return Skip.ERASED
     address = recipient_address(recipient, channel)
@@ -75,45 +105,53 @@ def _skip_reason(ntype, recipient, channel, suppressed, preferences) -> str:
         return ""
     if (channel, digest, Suppression.Scope.MARKETING) in suppressed:
         return Skip.SUPPRESSED
-    return _opt_out_reason(preferences.get(recipient.id, {}), ntype, channel)
+    return opt_out_reason(prefs, ntype, channel)
 
 
-# Most specific scope first: (category?, type?, channel?) -> the reason it gives.
-def _opt_out_reason(prefs: dict, ntype: NotificationType, channel: str) -> str:
-    scopes = (
-        ((None, ntype.id, channel), Skip.OPTED_OUT_TYPE),
-        ((None, ntype.id, ""), Skip.OPTED_OUT_TYPE),
-        ((ntype.category_id, None, channel), Skip.OPTED_OUT_CATEGORY),
-        ((ntype.category_id, None, ""), Skip.OPTED_OUT_CATEGORY),
-        ((None, None, channel), Skip.OPTED_OUT_CHANNEL),
-        ((None, None, ""), Skip.OPTED_OUT_MARKETING),
-    )
-    for scope, reason in scopes:
-        pref = prefs.get(scope)
-        if pref is not None:
-            return "" if pref.enabled and pref.frequency != "off" else reason
+def _off(pref: Preference | None) -> bool:
+    return pref is not None and (not pref.enabled or pref.frequency == Frequency.OFF)
+
+
+def opt_out_reason(prefs: dict, ntype: NotificationType, channel: str) -> str:
+    """Why a marketing message may not go out on a channel ("" when it may).
+
+    ``prefs`` maps (category_id, type_id, channel) to the person's Preference rows.
+    "All marketing off" and "this channel off" always win; a row for the type decides
+    before the category, so a person may keep one type of a category they left.
+    """
+    if _off(prefs.get((None, None, ""))):
+        return Skip.OPTED_OUT_MARKETING
+    if _off(prefs.get((None, None, channel))):
+        return Skip.OPTED_OUT_CHANNEL
+    for scope in ((None, ntype.id, channel), (None, ntype.id, "")):
+        if scope in prefs:
+            return Skip.OPTED_OUT_TYPE if _off(prefs[scope]) else ""
+    category = ntype.category_id
+    if _off(prefs.get((category, None, ""))) or _off(prefs.get((category, None, channel))):
+        return Skip.OPTED_OUT_CATEGORY
+    return ""
+
+
+def _digest_frequency(ntype: NotificationType, prefs: dict) -> str:
+    if is_digest_type(ntype):
+        return ""
+    pref = prefs.get((ntype.category_id, None, ""))
+    if pref is not None and pref.frequency in (Frequency.DAILY, Frequency.WEEKLY):
+        return pref.frequency
     return ""
 
 
 def _preferences(ntype: NotificationType, recipients: list[Recipient]) -> dict:
     by_recipient: dict[int, dict] = {}
     rows = Preference.objects.filter(recipient__in=[r.id for r in recipients]).filter(
-        _scopes_of(ntype)
+        Q(notification_type_id=ntype.id)
+        | Q(category_id=ntype.category_id)
+        | Q(category__isnull=True, notification_type__isnull=True)
     )
     for pref in rows:
         scope = (pref.category_id, pref.notification_type_id, pref.channel)
         by_recipient.setdefault(pref.recipient_id, {})[scope] = pref
     return by_recipient
-
-
-def _scopes_of(ntype: NotificationType):
-    from django.db.models import Q
-
-    return (
-        Q(notification_type_id=ntype.id)
-        | Q(category_id=ntype.category_id)
-        | Q(category__isnull=True, notification_type__isnull=True)
-    )
 
 
 def _suppressed_hashes(recipients: list[Recipient], channels: list[str]) -> set[tuple]:
@@ -129,3 +167,127 @@ def _suppressed_hashes(recipients: list[Recipient], channels: list[str]) -> set[
         "channel", "address_hash", "scope"
     )
     return set(rows)
+
+
+# --- Local time: quiet hours, caps, digest mornings -----------------------------------------
+
+
+def zone_of(recipient: Recipient) -> ZoneInfo:
+    try:
+        return ZoneInfo(recipient.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _parse_window(text: str) -> tuple[time, time] | None:
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        return None
+    return (start, end) if start != end else None
+
+
+def quiet_windows(recipients: list[Recipient]) -> dict[int, tuple[time, time]]:
+    """Each person's quiet window (their own, else DEFAULT_QUIET_HOURS), one query."""
+    default = _parse_window(settings.DEFAULT_QUIET_HOURS) if settings.DEFAULT_QUIET_HOURS else None
+    own = {
+        q.recipient_id: (q.start, q.end)
+        for q in QuietHours.objects.filter(
+            recipient__in=[r.id for r in recipients], start__isnull=False, end__isnull=False
+        )
+    }
+    windows = dict.fromkeys((r.id for r in recipients), default) if default else {}
+    windows.update(own)
+    return {k: v for k, v in windows.items() if v}
+
+
+def quiet_until(
+    window: tuple[time, time] | None, recipient: Recipient, now: datetime
+) -> datetime | None:
+    """The end of the quiet window ``now`` falls in (as an aware datetime), else None."""
+    if window is None:
+        return None
+    start, end = window
+    local = now.astimezone(zone_of(recipient))
+    t = local.time().replace(tzinfo=None)
+    inside = start <= t < end if start < end else (t >= start or t < end)
+    if not inside:
+        return None
+    until = datetime.combine(local.date(), end, tzinfo=local.tzinfo)
+    if until <= local:
+        until = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=local.tzinfo)
+    return until
+
+
+def local_day_start(recipient: Recipient, now: datetime) -> datetime:
+    local = now.astimezone(zone_of(recipient))
+    return datetime.combine(local.date(), time(0), tzinfo=local.tzinfo)
+
+
+# Deliveries that count against the daily marketing cap (sent, or on their way).
+_COUNTED = [
+    Delivery.Status.PENDING,
+    Delivery.Status.DEFERRED,
+    Delivery.Status.SENDING,
+    Delivery.Status.SENT,
+    Delivery.Status.DELIVERED,
+    Delivery.Status.BOUNCED,
+    Delivery.Status.COMPLAINED,
+]
+
+
+class CapLedger:
+    """Marketing messages each person got today (local day), to enforce the daily cap.
+
+    Counted by when each delivery last changed state (routed, sent) on the shared clock.
+    A message is one notification, whatever number of channels it went out on. Built with
+    one query for a batch of recipients; routing asks it about each planned delivery in
+    order, so several notifications in one batch are counted too.
+    """
+
+    def __init__(self, recipients: Iterable[Recipient], now: datetime):
+        self.now = now
+        self.recipients = {r.id: r for r in recipients}
+        own = dict(
+            QuietHours.objects.filter(
+                recipient__in=list(self.recipients), daily_marketing_cap__isnull=False
+            ).values_list("recipient_id", "daily_marketing_cap")
+        )
+        self.caps = {
+            rid: own.get(rid, settings.MARKETING_DAILY_CAP or None) for rid in self.recipients
+        }
+        self.caps = {rid: cap for rid, cap in self.caps.items() if cap is not None}
+        self.seen: dict[int, set] = {rid: set() for rid in self.caps}
+        if self.caps:
+            self._load()
+
+    def _load(self) -> None:
+        earliest = min(local_day_start(self.recipients[rid], self.now) for rid in self.caps)
+        rows = Delivery.objects.filter(
+            recipient_id__in=list(self.caps),
+            traffic=Traffic.MARKETING,
+            status__in=_COUNTED,
+            status_changed_at__gte=earliest,
+            is_test=False,
+        ).values_list("recipient_id", "notification_id", "status_changed_at")
+        for rid, notification_id, changed_at in rows:
+            if changed_at >= local_day_start(self.recipients[rid], self.now):
+                self.seen[rid].add(notification_id)
+
+    def admit(self, notification_id, decision: Decision, traffic: str) -> Decision:
+        """The decision, or a capped one when this notification would exceed the cap."""
+        rid = decision.recipient_id
+        if traffic != Traffic.MARKETING or not decision.allowed or decision.digest:
+            return decision
+        if rid not in self.caps:
+            return decision
+        seen = self.seen[rid]
+        if notification_id in seen:
+            return decision
+        if len(seen) < self.caps[rid]:
+            seen.add(notification_id)
+            return decision
+        if settings.MARKETING_CAP_MODE == "defer":
+            tomorrow = local_day_start(self.recipients[rid], self.now) + timedelta(days=1)
+            return replace(decision, defer_until=max(tomorrow, decision.defer_until or tomorrow))
+        return replace(decision, skip_reason=Skip.CAPPED)

@@ -2,14 +2,72 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext
+
 from notifications.models import NotificationType, Recipient
+
+from .tokens import PREFERENCES, UNSUBSCRIBE, make_token
+
+
+def _absolute(path: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{path}"
+
+
+def preferences_url(recipient: Recipient) -> str:
+    token = make_token(recipient, PREFERENCES)
+    return _absolute(reverse("preferences:center", args=[token]))
+
+
+def unsubscribe_url(recipient: Recipient, ntype: NotificationType) -> str:
+    # The id, not the instance: no query per message.
+    token = make_token(recipient, UNSUBSCRIBE, ntype.category_id)
+    return _absolute(reverse("preferences:unsubscribe", args=[token]))
 
 
 def links_for(recipient: Recipient, ntype: NotificationType) -> dict[str, str]:
-    """Plain URLs placed in the template context under ``links``."""
-    return {}
+    """Plain data placed in the template context under ``links``.
+
+    ``preferences_url`` is always there; ``unsubscribe_url`` only for marketing (empty for
+    transactional mail, which has nothing to unsubscribe from); ``postal_address`` is the
+    sender's address a marketing footer must print (CAN-SPAM).
+    """
+    return {
+        "preferences_url": preferences_url(recipient),
+        "unsubscribe_url": "" if ntype.is_transactional else unsubscribe_url(recipient, ntype),
+        "postal_address": settings.SENDER_POSTAL_ADDRESS,
+    }
 
 
 def email_headers(recipient: Recipient, ntype: NotificationType) -> dict[str, str]:
-    """Extra email headers (List-Unsubscribe for marketing, RFC 8058)."""
-    return {}
+    """List-Unsubscribe and List-Unsubscribe-Post on marketing mail (RFC 2369, RFC 8058)."""
+    if ntype.is_transactional:
+        return {}
+    targets = [f"<{unsubscribe_url(recipient, ntype)}>"]
+    if settings.UNSUBSCRIBE_MAILTO:
+        targets.append(f"<mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe>")
+    return {
+        "List-Unsubscribe": ", ".join(targets),
+        # RFC 8058 section 3.1: this exact value; the HTTPS URI takes the one-click POST.
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def with_sms_opt_out(text: str, recipient: Recipient, ntype: NotificationType) -> str:
+    """Marketing SMS ends with how to opt out (carriers and the TCPA expect it)."""
+    if ntype.is_transactional or "STOP" in text:
+        return text
+    with translation.override(recipient.locale or settings.LANGUAGE_CODE):
+        wording = gettext("Reply STOP to opt out.")
+    return f"{text.rstrip()} {wording}"
+
+
+def sample_links() -> dict[str, str]:
+    """Placeholder links of the same shape, for previews and test renders."""
+    return {
+        "preferences_url": _absolute("/preferences/sample-token/"),
+        "unsubscribe_url": _absolute("/unsubscribe/sample-token/"),
+        "postal_address": settings.SENDER_POSTAL_ADDRESS,
+    }

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from notifications.messages import recipient_context
 from notifications.models import Category, NotificationType
+from preferences.links import sample_links
 from templates_app.catalog import sync
 from templates_app.models import Template, TemplateVersion
 from templates_app.rendering import render_parts
@@ -127,7 +128,7 @@ def test_every_demo_template_renders_with_its_sample_data():
         context = {
             "data": ntype.sample_data,
             "recipient": recipient,
-            "links": {},
+            "links": sample_links(),
             "notification": {"id": "00000000-0000-0000-0000-000000000000", "type": ntype.key},
         }
         rendered = render_parts(version.compiled, context)

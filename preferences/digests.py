@@ -1,0 +1,197 @@
+"""Digests: fold what accumulated for a person into one message per category and channel.
+
+Routing holds a digest item as a ``digested`` delivery (never sent on its own). At the
+recipient's local morning (DIGEST_LOCAL_HOUR; weekly ones on DIGEST_WEEKDAY) the beat task
+folds the items that arrived before that moment into one digest delivery of the category's
+digest type (its own template per channel) and sends it on the ordinary send path. Nothing
+accumulated, nothing sent. Each digest is unique per (recipient, category, channel, moment),
+so overlapping runs never send it twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from channels.registry import primary_provider
+from notifications import clock, enqueue
+from notifications.messages import MessageBuilder, summary_of
+from notifications.models import Category, Delivery, Notification, NotificationType, Traffic
+
+from .eligibility import DIGEST_TYPE_PREFIX, decide, zone_of
+from .models import Frequency, Preference
+
+DIGEST_BATCH = 2000
+DIGEST_API_KEY_ID = "clarion-digests"
+
+DEFAULT_TEMPLATES = {
+    "email": {
+        "subject": "{{ data.count }} updates: {{ data.category_name }}",
+        "html": (
+            "<h1>{{ data.category_name }}</h1><ul>{% for entry in data.entries %}"
+            "<li>{{ entry.summary }}</li>{% endfor %}</ul>"
+            '<p style="font-size:12px;color:#52606d"><a href="{{ links.preferences_url }}">'
+            'Manage your preferences</a> &middot; <a href="{{ links.unsubscribe_url }}">'
+            "Unsubscribe</a><br>{{ links.postal_address }}</p>"
+        ),
+        "text": (
+            "{{ data.category_name }}\n\n{% for entry in data.entries %}- {{ entry.summary }}\n"
+            "{% endfor %}\nManage your preferences: {{ links.preferences_url }}\n"
+            "Unsubscribe: {{ links.unsubscribe_url }}\n{{ links.postal_address }}\n"
+        ),
+    },
+    "sms": {
+        "text": "{{ data.count }} updates in {{ data.category_name }}: "
+        "{{ data.entries | map(attribute='summary') | join('; ') }}"
+    },
+    "in_app": {
+        "title": "{{ data.count }} updates: {{ data.category_name }}",
+        "body": "{{ data.entries | map(attribute='summary') | join('\n') }}",
+        "link": "",
+    },
+}
+
+
+def digest_type(category: Category, channels: list[str]) -> NotificationType:
+    """The category's digest type, made with default templates the first time."""
+    key = f"{DIGEST_TYPE_PREFIX}{category.key}"[:100]
+    ntype, created = NotificationType.objects.get_or_create(
+        key=key,
+        defaults={
+            "name": f"Digest: {category.name}"[:200],
+            "description": "Daily or weekly digest of this category (made by Clarion).",
+            "category": category,
+            "traffic": Traffic.MARKETING,
+            "channels": list(DEFAULT_TEMPLATES),
+        },
+    )
+    if created:
+        _add_default_templates(ntype)
+    return ntype
+
+
+def _add_default_templates(ntype: NotificationType) -> None:
+    from templates_app.models import Template
+    from templates_app.services import template_version_save
+
+    for channel, content in DEFAULT_TEMPLATES.items():
+        template = Template.objects.create(notification_type=ntype, channel=channel, locale="en")
+        template_version_save(template, content)
+
+
+def last_moment(recipient, frequency: str, now: datetime) -> datetime:
+    """The latest digest moment at or before ``now`` in the recipient's local time."""
+    local = now.astimezone(zone_of(recipient))
+    moment = datetime.combine(local.date(), time(settings.DIGEST_LOCAL_HOUR), local.tzinfo)
+    if moment > local:
+        moment -= timedelta(days=1)
+    if frequency == Frequency.WEEKLY:
+        while moment.weekday() != settings.DIGEST_WEEKDAY:
+            moment -= timedelta(days=1)
+    return moment
+
+
+def send_digests(limit: int = DIGEST_BATCH) -> int:
+    """Fold due digest items into digest deliveries and queue them; returns digests made."""
+    now = clock.now()
+    with transaction.atomic():
+        items = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("recipient", "notification__type__category")
+            .filter(status=Delivery.Status.DIGESTED, digest__isnull=True)
+            .order_by("id")[:limit]
+        )
+        frequencies = _frequencies(items)
+        groups: dict[tuple, list[Delivery]] = defaultdict(list)
+        for item in items:
+            category = item.notification.type.category
+            frequency = frequencies.get((item.recipient_id, category.id), Frequency.DAILY)
+            moment = last_moment(item.recipient, frequency, now)
+            if item.status_changed_at and item.status_changed_at < moment:
+                groups[(item.recipient_id, category.id, item.channel, moment)].append(item)
+        made = [_fold(group, moment, frequencies, now) for (*_, moment), group in groups.items()]
+        made = [d for d in made if d is not None]
+        enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in made)
+    return len(made)
+
+
+def _frequencies(items: list[Delivery]) -> dict[tuple[int, int], str]:
+    rows = Preference.objects.filter(
+        recipient__in={i.recipient_id for i in items},
+        category__in={i.notification.type.category_id for i in items},
+        notification_type__isnull=True,
+        channel="",
+    ).values_list("recipient_id", "category_id", "frequency")
+    return {(r, c): f for r, c, f in rows}
+
+
+def _still_wanted(items: list[Delivery], now: datetime) -> tuple[list[Delivery], list[Delivery]]:
+    """Items the person may still get, and those they opted out of since (skipped)."""
+    keep, dropped = [], []
+    for item in items:
+        [decision] = decide(item.notification.type, [item.recipient], [item.channel], now)
+        if decision.skip_reason:
+            item.status, item.skip_reason, item.status_changed_at = (
+                "skipped",
+                decision.skip_reason,
+                now,
+            )
+            dropped.append(item)
+        else:
+            keep.append(item)
+    return keep, dropped
+
+
+def _fold(items: list[Delivery], moment: datetime, frequencies: dict, now: datetime):
+    items, dropped = _still_wanted(items, now)
+    Delivery.objects.bulk_update(dropped, ["status", "skip_reason", "status_changed_at"])
+    if not items:
+        return None
+    first = items[0]
+    recipient, category, channel = first.recipient, first.notification.type.category, first.channel
+    frequency = frequencies.get((recipient.id, category.id), Frequency.DAILY)
+    ntype = digest_type(category, [channel])
+    builder = MessageBuilder()
+    entries = [{"type": i.notification.type.key, "summary": _summary(builder, i)} for i in items]
+    notification, _ = Notification.objects.get_or_create(
+        api_key_id=DIGEST_API_KEY_ID,
+        idempotency_key=f"digest:{recipient.id}:{category.id}:{channel}:{moment.isoformat()}",
+        defaults={
+            "type": ntype,
+            "data": {
+                "category": category.key,
+                "category_name": category.name,
+                "period": frequency,
+                "count": len(entries),
+                "entries": entries,
+            },
+            "recipient_ids": [recipient.external_id],
+            "status": Notification.Status.ROUTED,
+            "routed_at": now,
+        },
+    )
+    digest, _ = Delivery.objects.get_or_create(
+        notification=notification,
+        recipient=recipient,
+        channel=channel,
+        replaces=None,
+        is_test=False,
+        defaults={
+            "traffic": Traffic.MARKETING,
+            "provider": primary_provider(channel),
+            "status_changed_at": now,
+        },
+    )
+    Delivery.objects.filter(id__in=[i.id for i in items]).update(digest=digest, updated_at=now)
+    return digest
+
+
+def _summary(builder: MessageBuilder, item: Delivery) -> str:
+    try:
+        message, _ = builder.build(item)
+    except Exception:  # noqa: BLE001 - a broken item template still gets a line in the digest
+        return item.notification.type.name
+    return summary_of(message.content) or item.notification.type.name

@@ -1,0 +1,138 @@
+"""End-user pages reached from links in messages: no account, a signed token instead."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import translation
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from .models import ConsentLog, Frequency
+from .services import (
+    Actor,
+    marketing_categories,
+    preferences_snapshot,
+    preferences_update,
+    unsubscribe_all_marketing,
+    unsubscribe_category,
+)
+from .tokens import PREFERENCES, UNSUBSCRIBE, BadToken, Grant, make_token, read_token
+
+ONE_CLICK_BODY = ("List-Unsubscribe", "One-Click")
+
+
+def _language(locale: str) -> str:
+    language = (locale or "").replace("_", "-").split("-")[0].lower()
+    return language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+
+
+def _bad_token(request: HttpRequest, error: BadToken) -> HttpResponse:
+    # Altered or unknown: 400. Too old: 403 (it was genuine, it may no longer be used).
+    status = 403 if error.reason == "expired" else 400
+    return render(request, "preferences/bad_token.html", {"reason": error.reason}, status=status)
+
+
+def _grant(request: HttpRequest, token: str, scope: str) -> Grant | HttpResponse:
+    try:
+        return read_token(token, scope)
+    except BadToken as error:
+        return _bad_token(request, error)
+
+
+def _rows(snapshot: dict) -> list[dict]:
+    rows = []
+    for category, channels in marketing_categories():
+        chosen = snapshot["categories"].get(category.key, {})
+        rows.append(
+            {
+                "key": category.key,
+                "name": category.name,
+                "description": category.description,
+                "frequency": chosen.get("frequency", Frequency.INSTANT),
+                "channels": [
+                    {"key": ch, "on": chosen.get("channels", {}).get(ch, True)} for ch in channels
+                ],
+            }
+        )
+    return rows
+
+
+def _changes_from_form(post, rows: list[dict]) -> dict:
+    frequencies = {f.value for f in Frequency}
+    categories = {}
+    for row in rows:
+        change: dict = {
+            "channels": {
+                c["key"]: f"channel-{row['key']}-{c['key']}" in post for c in row["channels"]
+            }
+        }
+        frequency = post.get(f"frequency-{row['key']}")
+        if frequency in frequencies:
+            change["frequency"] = frequency
+        categories[row["key"]] = change
+    return {"marketing": "all_marketing_off" not in post, "categories": categories}
+
+
+@require_http_methods(["GET", "POST"])
+def preference_center(request: HttpRequest, token: str) -> HttpResponse:
+    grant = _grant(request, token, PREFERENCES)
+    if isinstance(grant, HttpResponse):
+        return grant
+    recipient = grant.recipient
+    with translation.override(_language(recipient.locale)):
+        snapshot = preferences_snapshot(recipient)
+        rows = _rows(snapshot)
+        if request.method == "POST":
+            preferences_update(
+                recipient=recipient,
+                changes=_changes_from_form(request.POST, rows),
+                actor=Actor.from_request(request, ConsentLog.Source.PREFERENCE_CENTER),
+            )
+            # Post/redirect/get: a reload never posts twice.
+            return redirect(f"{request.path}?saved=1")
+        return render(
+            request,
+            "preferences/center.html",
+            {
+                "rows": rows,
+                "all_marketing_off": not snapshot["marketing"],
+                "frequencies": Frequency.choices,
+                "saved": request.GET.get("saved") == "1",
+                "language": translation.get_language(),
+                "postal_address": settings.SENDER_POSTAL_ADDRESS,
+            },
+        )
+
+
+@csrf_exempt  # RFC 8058: mail providers POST without cookies or tokens; this view alone.
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a confirmation (scanners follow links); POST unsubscribes, 200, no redirect."""
+    grant = _grant(request, token, UNSUBSCRIBE)
+    if isinstance(grant, HttpResponse):
+        return grant
+    recipient, category = grant.recipient, grant.category
+    with translation.override(_language(recipient.locale)):
+        context = {
+            "category": category,
+            "preferences_path": reverse(
+                "preferences:center", args=[make_token(recipient, PREFERENCES)]
+            ),
+            "language": translation.get_language(),
+            "postal_address": settings.SENDER_POSTAL_ADDRESS,
+        }
+        if request.method == "GET":
+            return render(request, "preferences/unsubscribe_confirm.html", context)
+        one_click = request.POST.get(ONE_CLICK_BODY[0]) == ONE_CLICK_BODY[1]
+        if not one_click and request.POST.get("confirm") != "1":
+            return render(request, "preferences/unsubscribe_confirm.html", context, status=400)
+        source = ConsentLog.Source.ONE_CLICK if one_click else ConsentLog.Source.PREFERENCE_CENTER
+        actor = Actor.from_request(request, source)
+        if category is None:
+            unsubscribe_all_marketing(recipient=recipient, actor=actor)
+        else:
+            unsubscribe_category(recipient=recipient, category=category, actor=actor)
+        return render(request, "preferences/unsubscribed.html", context)

@@ -1,0 +1,243 @@
+"""Digests, quiet hours, the daily marketing cap and the claim-time re-check, on the clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.test import TestCase
+
+from notifications import clock
+from notifications.models import Delivery, Notification, Traffic
+from notifications.recovery import release_due
+from notifications.routing import route_notifications
+from notifications.sending import send_deliveries
+from preferences.digests import last_moment, send_digests
+from preferences.models import ConsentLog
+from preferences.services import Actor, preferences_update, unsubscribe_category
+from tests.factories import RecipientFactory
+
+from .conftest import make_type, send, set_now
+
+pytestmark = pytest.mark.django_db
+
+PARIS = ZoneInfo("Europe/Paris")
+TEST_ACTOR = Actor(source=ConsentLog.Source.API, name="test")
+
+
+def paris(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 12, day, hour, minute, tzinfo=PARIS)
+
+
+@pytest.fixture
+def parisian(ada):
+    ada.timezone = "Europe/Paris"
+    ada.save()
+    return ada
+
+
+def choose(recipient, **changes) -> None:
+    preferences_update(recipient=recipient, changes=changes, actor=TEST_ACTOR)
+
+
+def statuses(notification) -> list[tuple[str, str]]:
+    return list(
+        Delivery.objects.filter(notification=notification).values_list("status", "skip_reason")
+    )
+
+
+def release():
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return release_due()
+
+
+def digests():
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return send_digests()
+
+
+# --- Quiet hours --------------------------------------------------------------------------
+
+
+def test_marketing_in_quiet_hours_is_sent_when_they_end(smtp_server, parisian, marketing):
+    choose(parisian, quiet_hours={"start": "22:00", "end": "08:00"})
+    set_now(paris(1, 23, 30))
+    notification = send(marketing, [parisian], {"deal": "Q-1"})
+    [delivery] = Delivery.objects.filter(notification=notification)
+    assert delivery.status == "deferred"
+    assert delivery.next_attempt_at == paris(2, 8, 0)
+    set_now(paris(2, 7, 59))
+    assert release() == 0
+    assert smtp_server.inbox.messages == []
+    set_now(paris(2, 8, 0))
+    assert release() == 1
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["Subject"] == "Deal Q-1"
+    assert statuses(notification) == [("sent", "")]
+
+
+def test_transactional_mail_ignores_quiet_hours(smtp_server, parisian, password_reset):
+    choose(parisian, quiet_hours={"start": "22:00", "end": "08:00"})
+    set_now(paris(1, 23, 30))
+    notification = send(password_reset, [parisian], {"code": "1"})
+    assert statuses(notification) == [("sent", "")]
+
+
+def test_quiet_hours_that_began_after_routing_defer_at_claim(smtp_server, parisian, marketing):
+    set_now(paris(1, 21, 59))
+    notification = Notification.objects.create(
+        type=marketing, recipient_ids=["ada"], data={"deal": "Q-2"}
+    )
+    route_notifications([str(notification.id)])
+    choose(parisian, quiet_hours={"start": "22:00", "end": "08:00"})
+    set_now(paris(1, 22, 1))
+    send_deliveries(list(Delivery.objects.values_list("id", flat=True)))
+    [delivery] = Delivery.objects.all()
+    assert (delivery.status, delivery.next_attempt_at, delivery.attempts) == (
+        "deferred",
+        paris(2, 8, 0),
+        0,
+    )
+
+
+# --- Daily cap ----------------------------------------------------------------------------
+
+
+def test_the_daily_cap_counts_across_types_and_skips_with_the_reason(parisian, promotions):
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    deals = make_type("deals", Traffic.MARKETING, promotions)
+    choose(parisian, daily_marketing_cap=2)
+    set_now(paris(3, 9, 0))
+    first = send(news, [parisian], {"deal": 1})
+    second = send(deals, [parisian], {"deal": 2})
+    third = send(news, [parisian], {"deal": 3})
+    assert statuses(first) == statuses(second) == [("sent", "")]
+    assert statuses(third) == [("skipped", "capped")]
+    set_now(paris(4, 0, 5))  # a new local day
+    assert statuses(send(deals, [parisian], {"deal": 4})) == [("sent", "")]
+
+
+def test_the_cap_can_defer_to_the_next_local_day_instead(settings, parisian, promotions):
+    settings.MARKETING_DAILY_CAP = 1
+    settings.MARKETING_CAP_MODE = "defer"
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    set_now(paris(3, 9, 0))
+    send(news, [parisian], {"deal": 1})
+    over = send(news, [parisian], {"deal": 2})
+    [delivery] = Delivery.objects.filter(notification=over)
+    assert (delivery.status, delivery.next_attempt_at) == ("deferred", paris(4, 0, 0))
+
+
+def test_the_cap_never_holds_back_transactional_mail(settings, parisian, marketing, password_reset):
+    settings.MARKETING_DAILY_CAP = 1
+    send(marketing, [parisian], {"deal": 1})
+    for code in (1, 2):
+        assert statuses(send(password_reset, [parisian], {"code": code})) == [("sent", "")]
+
+
+def test_several_events_in_one_routing_batch_are_counted(settings, parisian, promotions):
+    settings.MARKETING_DAILY_CAP = 1
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    rows = [
+        Notification.objects.create(type=news, recipient_ids=["ada"], data={"deal": i})
+        for i in range(3)
+    ]
+    route_notifications([str(n.id) for n in rows])
+    reasons = sorted(Delivery.objects.values_list("skip_reason", flat=True))
+    assert reasons == ["", "capped", "capped"]
+
+
+# --- Digests ------------------------------------------------------------------------------
+
+
+def test_a_daily_digest_gathers_three_into_one_email_at_local_morning(
+    smtp_server, parisian, promotions
+):
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    deals = make_type("deals", Traffic.MARKETING, promotions)
+    bob = RecipientFactory(external_id="bob", timezone="Europe/Paris")
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    choose(bob, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(5, 10, 0))
+    for ntype, deal in ((news, "N-1"), (deals, "D-1"), (news, "N-2")):
+        notification = send(ntype, [parisian], {"deal": deal})
+        assert statuses(notification) == [("digested", "")]
+    assert smtp_server.inbox.messages == []
+    set_now(paris(5, 23, 0))
+    assert digests() == 0
+    set_now(paris(6, 8, 5))
+    assert digests() == 1
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["To"] == "ada@example.com"
+    assert message["Subject"] == "3 updates: Promotions"
+    text = message.get_body(("plain",)).get_content()
+    assert [line for line in text.splitlines() if line.startswith("- ")] == [
+        "- Deal N-1",
+        "- Deal D-1",
+        "- Deal N-2",
+    ]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    digest = Delivery.objects.get(status="sent")
+    assert Delivery.objects.filter(digest=digest, status="digested").count() == 3
+    # Bob had nothing accumulated: nothing for him; a second run sends nothing more.
+    assert digests() == 0
+    assert len(smtp_server.inbox.messages) == 1
+
+
+def test_an_item_arriving_after_the_morning_waits_for_the_next_one(
+    smtp_server, parisian, marketing
+):
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(7, 8, 30))
+    send(marketing, [parisian], {"deal": "late"})
+    set_now(paris(7, 9, 0))
+    assert digests() == 0
+    set_now(paris(8, 8, 0))
+    assert digests() == 1
+
+
+def test_a_digest_item_opted_out_before_the_morning_is_skipped(parisian, marketing):
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(9, 12, 0))
+    notification = send(marketing, [parisian], {"deal": "x"})
+    choose(parisian, marketing=False)
+    set_now(paris(10, 9, 0))
+    assert digests() == 0
+    assert statuses(notification) == [("skipped", "opted_out_marketing")]
+
+
+def test_weekly_digests_fall_on_the_configured_weekday(settings, parisian):
+    settings.DIGEST_WEEKDAY = 0  # Monday; 2026-12-07 is a Monday
+    moment = last_moment(parisian, "weekly", paris(10, 12, 0).astimezone(ZoneInfo("UTC")))
+    assert moment == paris(7, 8, 0)
+    assert last_moment(parisian, "daily", paris(10, 7, 0)) == paris(9, 8, 0)
+
+
+# --- Re-check when a batch is claimed -------------------------------------------------------
+
+
+def test_an_unsubscribe_between_routing_and_sending_stops_the_queued_delivery(
+    smtp_server, ada, marketing
+):
+    notification = Notification.objects.create(
+        type=marketing, recipient_ids=["ada"], data={"deal": "R-1"}
+    )
+    route_notifications([str(notification.id)])  # its send task is not run yet
+    assert statuses(notification) == [("pending", "")]
+    unsubscribe_category(recipient=ada, category=marketing.category, actor=TEST_ACTOR)
+    send_deliveries(list(Delivery.objects.values_list("id", flat=True)))
+    assert statuses(notification) == [("skipped", "opted_out_category")]
+    assert smtp_server.inbox.messages == []
+
+
+def test_an_unsubscribe_while_deferred_stops_it_at_release(smtp_server, parisian, marketing):
+    choose(parisian, quiet_hours={"start": "22:00", "end": "08:00"})
+    set_now(paris(11, 23, 0))
+    notification = send(marketing, [parisian], {"deal": "R-2"})
+    choose(parisian, marketing=False)
+    set_now(paris(12, 8, 0))
+    assert release() == 1
+    assert statuses(notification) == [("skipped", "opted_out_marketing")]
+    assert smtp_server.inbox.messages == []
+    clock.reset()

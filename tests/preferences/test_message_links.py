@@ -1,0 +1,93 @@
+"""What marketing and transactional messages carry: List-Unsubscribe, footer, SMS opt-out."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from notifications.messages import MessageBuilder
+from notifications.models import Delivery, Notification, Traffic
+from preferences.tokens import PREFERENCES, UNSUBSCRIBE, read_token
+
+from .conftest import make_type, send
+
+pytestmark = pytest.mark.django_db
+
+
+def test_marketing_email_has_both_headers_and_a_footer(smtp_server, settings, ada, marketing):
+    settings.PUBLIC_BASE_URL = "https://notify.example.com"
+    settings.UNSUBSCRIBE_MAILTO = "unsubscribe@example.com"
+    settings.SENDER_POSTAL_ADDRESS = "Example Ltd, 5 Quay Street, Dublin"
+    send(marketing, [ada], {"deal": "D-1"})
+    [message] = smtp_server.inbox.wait_for(1)
+    header = str(message["List-Unsubscribe"]).strip()
+    match = re.fullmatch(
+        r"<https://notify\.example\.com/unsubscribe/([^/]+)/>, "
+        r"<mailto:unsubscribe@example\.com\?subject=unsubscribe>",
+        header,
+    )
+    assert match, header
+    assert read_token(match.group(1), UNSUBSCRIBE).category == marketing.category
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = message.get_body(("plain",)).get_content()
+    center = re.search(r"Preferences: https://notify\.example\.com/preferences/([^/]+)/", text)
+    assert read_token(center.group(1), PREFERENCES).recipient == ada
+    assert "Example Ltd, 5 Quay Street, Dublin" in text
+    html = message.get_body(("html",)).get_content()
+    assert "https://notify.example.com/unsubscribe/" in html
+
+
+def test_transactional_email_has_no_list_unsubscribe(smtp_server, ada, password_reset):
+    send(password_reset, [ada], {"code": "123456"})
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["Subject"] == "Reset your password"
+    assert message["List-Unsubscribe"] is None
+    assert message["List-Unsubscribe-Post"] is None
+
+
+def test_without_a_mailto_only_the_https_target_is_listed(smtp_server, settings, ada, marketing):
+    settings.UNSUBSCRIBE_MAILTO = ""
+    send(marketing, [ada], {"deal": "D-2"})
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["List-Unsubscribe"].count("<") == 1
+    assert "mailto:" not in message["List-Unsubscribe"]
+
+
+def build_sms(ntype, recipient):
+    row = Notification.objects.create(type=ntype, data={"deal": "S-1"})
+    delivery = Delivery.objects.create(
+        notification=row, recipient=recipient, channel="sms", traffic=ntype.traffic
+    )
+    delivery = Delivery.objects.select_related("recipient", "notification__type").get(
+        id=delivery.id
+    )
+    message, _ = MessageBuilder().build(delivery)
+    return message.content["text"]
+
+
+def test_marketing_sms_carries_the_opt_out_wording_in_the_recipients_language(ada, promotions):
+    ntype = make_type("sms-deals", Traffic.MARKETING, promotions, channels=("sms",))
+    assert build_sms(ntype, ada) == "Deal S-1 Reply STOP to opt out."
+    ada.locale = "fr"
+    ada.save()
+    assert build_sms(ntype, ada) == "Deal S-1 Répondez STOP pour vous désabonner."
+
+
+def test_transactional_sms_has_no_opt_out_wording(ada, promotions):
+    ntype = make_type("sms-code", Traffic.TRANSACTIONAL, promotions, channels=("sms",))
+    assert build_sms(ntype, ada) == "Deal S-1"
+
+
+def test_links_and_headers_cost_no_query_per_recipient(settings, promotions):
+    from tests.notifications.test_pipeline_queries import queries_to_route_and_send
+
+    content = {
+        "subject": "Order {{ data.order_id }}",
+        "text": "{{ links.preferences_url }} {{ links.unsubscribe_url }} "
+        "{{ links.postal_address }}",
+    }
+    marketing = make_type("deals", Traffic.MARKETING, promotions, content=content)
+    small = queries_to_route_and_send(marketing, 10, settings)
+    large = queries_to_route_and_send(marketing, 200, settings)
+    assert small == large, f"{small} queries for 10 recipients, {large} for 200"

@@ -1,0 +1,134 @@
+"""Signed links: the preference center and the unsubscribe page, and what bad tokens do."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import signing
+from django.test import Client
+
+from preferences.models import ConsentLog, Preference
+from preferences.services import preferences_snapshot
+from preferences.tokens import PREFERENCES, UNSUBSCRIBE, BadToken, make_token, read_token
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_token_names_its_recipient_and_category(ada, promotions):
+    grant = read_token(make_token(ada, UNSUBSCRIBE, promotions), UNSUBSCRIBE)
+    assert (grant.recipient, grant.category) == (ada, promotions)
+
+
+def test_a_token_of_one_scope_is_refused_in_another(ada):
+    with pytest.raises(BadToken) as error:
+        read_token(make_token(ada, PREFERENCES), UNSUBSCRIBE)
+    assert error.value.reason == "invalid"
+
+
+def tampered(token: str) -> str:
+    payload, _, signature = token.rpartition(":")
+    return f"{payload}:{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+
+
+def test_a_tampered_token_gets_a_400_page_and_changes_nothing(ada, marketing):
+    client = Client(enforce_csrf_checks=True)
+    token = tampered(make_token(ada, UNSUBSCRIBE, marketing.category))
+    for method in (client.get, client.post):
+        response = method(f"/unsubscribe/{token}/", {"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 400
+        assert b"This link is not valid" in response.content
+    response = client.get(f"/preferences/{tampered(make_token(ada, PREFERENCES))}/")
+    assert response.status_code == 400
+    assert not Preference.objects.exists()
+    assert not ConsentLog.objects.exists()
+
+
+def test_an_expired_token_gets_a_403_page_and_changes_nothing(
+    ada, marketing, settings, monkeypatch
+):
+    settings.PREFERENCE_TOKEN_MAX_AGE_SECONDS = 60
+    real_time = signing.time.time
+    monkeypatch.setattr(signing.time, "time", lambda: real_time() - 3600)
+    token = make_token(ada, UNSUBSCRIBE, marketing.category)
+    monkeypatch.setattr(signing.time, "time", real_time)
+    response = Client().post(f"/unsubscribe/{token}/", {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 403
+    assert b"This link has expired" in response.content
+    assert not Preference.objects.exists()
+
+
+def test_a_token_for_an_erased_recipient_is_refused(ada):
+    token = make_token(ada, PREFERENCES)
+    ada.erased_at = ada.created_at
+    ada.save()
+    assert Client().get(f"/preferences/{token}/").status_code == 400
+
+
+def test_unsubscribe_get_shows_a_button_and_changes_nothing(ada, marketing):
+    token = make_token(ada, UNSUBSCRIBE, marketing.category)
+    response = Client().get(f"/unsubscribe/{token}/")
+    assert response.status_code == 200
+    assert b'<button type="submit">Unsubscribe</button>' in response.content
+    assert "Promotions" in response.content.decode()
+    assert not Preference.objects.exists()
+
+
+def test_the_confirm_button_unsubscribes_the_category(ada, marketing):
+    token = make_token(ada, UNSUBSCRIBE, marketing.category)
+    response = Client(enforce_csrf_checks=True).post(f"/unsubscribe/{token}/", {"confirm": "1"})
+    assert response.status_code == 200
+    assert preferences_snapshot(ada)["categories"]["promotions"]["frequency"] == "off"
+    assert ConsentLog.objects.get().source == ConsentLog.Source.PREFERENCE_CENTER
+
+
+def test_a_post_without_the_one_click_body_is_refused(ada, marketing):
+    token = make_token(ada, UNSUBSCRIBE, marketing.category)
+    response = Client().post(f"/unsubscribe/{token}/", {"something": "else"})
+    assert response.status_code == 400
+    assert not Preference.objects.exists()
+
+
+def test_the_preference_center_post_needs_a_csrf_token(ada, marketing):
+    token = make_token(ada, PREFERENCES)
+    response = Client(enforce_csrf_checks=True).post(
+        f"/preferences/{token}/", {"all_marketing_off": "on"}
+    )
+    assert response.status_code == 403
+    assert preferences_snapshot(ada)["marketing"] is True
+
+
+def test_the_preference_center_saves_and_logs_with_ip_and_user_agent(ada, marketing):
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    page = client.get(url)
+    assert page.status_code == 200
+    assert b'name="channel-promotions-email"' in page.content
+    response = client.post(
+        url,
+        {"frequency-promotions": "daily", "all_marketing_off": "on"},
+        HTTP_USER_AGENT="Firefox/140",
+        REMOTE_ADDR="203.0.113.9",
+    )
+    assert response.status_code == 302
+    assert client.get(response["Location"]).content.count(b"Your preferences are saved") == 1
+    snapshot = preferences_snapshot(ada)
+    assert snapshot["marketing"] is False
+    promotions = snapshot["categories"]["promotions"]
+    assert promotions == {"frequency": "daily", "channels": {"email": False}}
+    log = ConsentLog.objects.get()
+    assert (log.source, log.ip_address, log.user_agent) == (
+        ConsentLog.Source.PREFERENCE_CENTER,
+        "203.0.113.9",
+        "Firefox/140",
+    )
+    assert log.before["marketing"] is True and log.after["marketing"] is False
+
+
+def test_the_pages_speak_the_recipients_language(ada, marketing):
+    ada.locale = "fr-CA"
+    ada.save()
+    page = Client().get(f"/preferences/{make_token(ada, PREFERENCES)}/").content.decode()
+    assert '<html lang="fr">' in page
+    assert "Me désabonner de tout le marketing" in page
+    assert "Résumé quotidien" in page
+    confirm = Client().get(f"/unsubscribe/{make_token(ada, UNSUBSCRIBE, marketing.category)}/")
+    assert "Se désabonner" in confirm.content.decode()
