@@ -7,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework_api_key.models import APIKey
 
+from channels.webhook import signing_secret
+
 
 class Command(BaseCommand):
     help = "Create (or reset) the demo admin user and a fresh demo API key, and print them."
@@ -32,6 +34,7 @@ class Command(BaseCommand):
                     f"  Admin:   {base}/admin/",
                     f"           user {username}  password {password}",
                     f"  API key: {key}",
+                    f"  Webhook signing secret: {signing_secret()}  (docs/webhooks.md)",
                     f"  Try:     curl -X POST {base}/api/v1/notifications/ \\",
                     f"             -H 'Authorization: Api-Key {key}' \\",
                     "             -H 'Content-Type: application/json' \\",
