@@ -238,9 +238,12 @@ def error_for_exception(exc: requests.RequestException) -> HttpError:
         if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
             return HttpError(TRANSIENT, text)
         return HttpError(AMBIGUOUS, text)
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema)):
-        return HttpError(PERMANENT, text)
-    if isinstance(exc, requests.exceptions.MissingSchema):
+    bad_url = (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.MissingSchema,
+    )
+    if isinstance(exc, bad_url):
         return HttpError(PERMANENT, text)
     return HttpError(AMBIGUOUS, text)
 
@@ -275,7 +278,10 @@ class HttpClient:
 
     def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
         """Send one request; any status comes back, only a failure to get one raises HttpError."""
-        scheme = urlsplit(url).scheme
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError as exc:
+            raise HttpError(PERMANENT, f"bad URL: {exc}") from exc
         if scheme not in ("http", "https"):
             raise HttpError(PERMANENT, f"unsupported URL scheme {scheme!r}")
         kwargs.setdefault("timeout", self.timeout)
@@ -283,12 +289,11 @@ class HttpClient:
             response = self.session.request(
                 method, url, allow_redirects=False, stream=True, **kwargs
             )
-        except HttpError:
-            raise
-        except (requests.RequestException, ValueError) as exc:
-            if isinstance(exc, requests.RequestException):
-                raise error_for_exception(exc) from exc
-            raise HttpError(PERMANENT, f"bad request: {exc}") from exc
+        except requests.RequestException as exc:
+            raise error_for_exception(exc) from exc
+        except ValueError as exc:
+            # urllib3 rejects some malformed URLs itself (requests' InvalidURL is caught above).
+            raise HttpError(PERMANENT, f"bad URL: {exc}") from exc
         with response:
             body = _read_limited(response)
         return HttpResponse(response.status_code, response.headers, body)

@@ -137,3 +137,10 @@ def test_dns_failure_is_transient(monkeypatch):
     with HttpClient(policy=STRICT) as client, pytest.raises(HttpError) as error:
         client.post("https://nowhere.example/hook", json={})
     assert error.value.kind == TRANSIENT
+
+
+@pytest.mark.parametrize("url", ["http:///no-host", "http://exa mple.com/", "https://[::1/"])
+def test_malformed_urls_are_permanent_errors(url):
+    with HttpClient(policy=STRICT) as client, pytest.raises(HttpError) as error:
+        client.post(url, json={})
+    assert error.value.kind == PERMANENT
