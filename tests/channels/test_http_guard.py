@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 
 import pytest
+import trustme
 
 from channels import http as outbound
 from channels.base import PERMANENT, TRANSIENT
 from channels.http import AddressPolicy, BlockedAddress, HttpClient, HttpError, checked_addresses
+from tests.support.http import RecordingServer
 
 STRICT = AddressPolicy()
 
@@ -144,3 +147,37 @@ def test_malformed_urls_are_permanent_errors(url):
     with HttpClient(policy=STRICT) as client, pytest.raises(HttpError) as error:
         client.post(url, json={})
     assert error.value.kind == PERMANENT
+
+
+@pytest.fixture
+def tls_receiver():
+    """A loopback HTTPS server whose certificate names receiver.test, from a throwaway CA."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("receiver.test").configure_cert(context)
+    server = RecordingServer()
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    with server, ca.cert_pem.tempfile() as ca_path:
+        yield server, ca_path
+
+
+def test_tls_verifies_the_name_while_connecting_to_the_checked_address(tls_receiver, monkeypatch):
+    server, ca_path = tls_receiver
+    monkeypatch.setattr(outbound, "resolve", lambda host, port: [(socket.AF_INET, "127.0.0.1")])
+    with HttpClient(policy=AddressPolicy(allow_loopback=True)) as client:
+        response = client.post(f"https://receiver.test:{server.port}/hook", json={}, verify=ca_path)
+    assert response.status == 200
+    assert server.requests[0].headers["Host"] == f"receiver.test:{server.port}"
+
+
+def test_tls_to_a_name_the_certificate_does_not_cover_sends_nothing(tls_receiver, monkeypatch):
+    server, ca_path = tls_receiver
+    monkeypatch.setattr(outbound, "resolve", lambda host, port: [(socket.AF_INET, "127.0.0.1")])
+    with (
+        HttpClient(policy=AddressPolicy(allow_loopback=True)) as client,
+        pytest.raises(HttpError) as error,
+    ):
+        client.post(f"https://impostor.test:{server.port}/hook", json={}, verify=ca_path)
+    assert error.value.kind == TRANSIENT
+    assert "certificate" in str(error.value).lower()
+    assert server.requests == []
