@@ -206,6 +206,8 @@ if TRIAL_MODE and not env("CELERY_BROKER_URL"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # An idle worker looks for new task files this often (kombu's default is 1 s per hop).
+        "polling_interval": env_float("TRIAL_BROKER_POLL_SECONDS", 0.1),
     }
 else:
     CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "redis://127.0.0.1:6379/0")

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,23 @@ def test_make_run_in_trial_mode_delivers_a_posted_email_within_ten_seconds(stack
     parts = dict(item.split("=", 1) for item in hook.headers["Clarion-Signature"].split(","))
     signed = f"{parts['t']}.".encode() + hook.body
     assert hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() == parts["v1"]
+
+    # Concurrent writers on one SQLite file: the web process and both workers.
+    def post(n: int) -> int:
+        answer = requests.post(
+            f"{stack.url}/api/v1/notifications/",
+            headers={"Authorization": f"Api-Key {key}"},
+            json={"type": "order-shipped", "recipients": ["42"], "data": {"order_id": f"B-{n}"}},
+            timeout=30,
+        )
+        return answer.status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        assert set(pool.map(post, range(10))) == {202}
+    for n in range(10):
+        stack.wait_for(rf"Subject: Your order B-{n} has shipped", timeout=30)
+    assert "database is locked" not in stack.output
+    assert "Traceback" not in stack.output
 
     stack.stop()
     # Ctrl-C stops every process of the stack, not only make.
