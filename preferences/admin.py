@@ -129,7 +129,26 @@ class PreferenceAdmin(admin.ModelAdmin):
         super().delete_model(request, obj)
 
 
+def _quiet_state(obj: QuietHours) -> dict:
+    return {
+        "start": obj.start.isoformat() if obj.start else None,
+        "end": obj.end.isoformat() if obj.end else None,
+        "daily_marketing_cap": obj.daily_marketing_cap,
+    }
+
+
 @admin.register(QuietHours)
 class QuietHoursAdmin(admin.ModelAdmin):
     list_display = ["recipient", "start", "end", "daily_marketing_cap"]
     raw_id_fields = ["recipient"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        before = _quiet_state(QuietHours.objects.get(pk=obj.pk)) if change else None
+        super().save_model(request, obj, form, change)
+        consent_log(
+            recipient=obj.recipient,
+            actor=_actor(request),
+            action="admin_change",
+            before=before,
+            after=_quiet_state(obj),
+        )

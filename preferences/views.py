@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 from .models import ConsentLog, Frequency
 from .services import (
     Actor,
+    PreferenceError,
     marketing_categories,
     preferences_snapshot,
     preferences_update,
@@ -73,7 +74,11 @@ def _changes_from_form(post, rows: list[dict]) -> dict:
         if frequency in frequencies:
             change["frequency"] = frequency
         categories[row["key"]] = change
-    return {"marketing": "all_marketing_off" not in post, "categories": categories}
+    changes = {"marketing": "all_marketing_off" not in post, "categories": categories}
+    start, end = post.get("quiet_start", "").strip(), post.get("quiet_end", "").strip()
+    if "quiet_start" in post or "quiet_end" in post:
+        changes["quiet_hours"] = {"start": start, "end": end} if start or end else None
+    return changes
 
 
 @require_http_methods(["GET", "POST"])
@@ -85,14 +90,20 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
     with translation.override(_language(recipient.locale)):
         snapshot = preferences_snapshot(recipient)
         rows = _rows(snapshot)
+        invalid = False
         if request.method == "POST":
-            preferences_update(
-                recipient=recipient,
-                changes=_changes_from_form(request.POST, rows),
-                actor=Actor.from_request(request, ConsentLog.Source.PREFERENCE_CENTER),
-            )
-            # Post/redirect/get: a reload never posts twice.
-            return redirect(f"{request.path}?saved=1")
+            try:
+                preferences_update(
+                    recipient=recipient,
+                    changes=_changes_from_form(request.POST, rows),
+                    actor=Actor.from_request(request, ConsentLog.Source.PREFERENCE_CENTER),
+                )
+            except PreferenceError:
+                invalid = True
+            else:
+                # Post/redirect/get: a reload never posts twice.
+                return redirect(f"{request.path}?saved=1")
+        quiet = snapshot["quiet_hours"] or {}
         return render(
             request,
             "preferences/center.html",
@@ -100,10 +111,15 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
                 "rows": rows,
                 "all_marketing_off": not snapshot["marketing"],
                 "frequencies": Frequency.choices,
-                "saved": request.GET.get("saved") == "1",
+                "quiet_start": quiet.get("start", ""),
+                "quiet_end": quiet.get("end", ""),
+                "timezone": recipient.timezone or "UTC",
+                "saved": request.GET.get("saved") == "1" and not invalid,
+                "invalid": invalid,
                 "language": translation.get_language(),
                 "postal_address": settings.SENDER_POSTAL_ADDRESS,
             },
+            status=400 if invalid else 200,
         )
 
 
