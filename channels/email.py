@@ -1,17 +1,36 @@
-"""Email through Django's EMAIL_BACKEND (anymail ESPs in production), one connection per batch."""
+"""Email through Django's EMAIL_BACKEND (anymail ESPs in production), one connection per batch.
+
+Outcomes by kind: SMTP 5xx refusals and ESP 4xx answers are permanent; a refused connection,
+SMTP 4xx, ESP 429/5xx are transient; a connection lost or timed out after the message went out
+(after DATA, or an ESP read timeout) is ambiguous.
+"""
 
 from __future__ import annotations
 
 import logging
 import smtplib
 
+import requests
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+    AnymailSerializationError,
+    AnymailUnsupportedFeature,
+)
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import make_msgid
 
-from .base import PERMANENT, TRANSIENT, Message, Outcome
+from .base import AMBIGUOUS, PERMANENT, TRANSIENT, Message, Outcome
+from .http import error_for_exception, retry_after_seconds
 
 log = logging.getLogger(__name__)
+
+# ESP statuses (anymail_status) that mean the ESP will not deliver it.
+REFUSED_STATUSES = {"rejected", "invalid"}
 
 
 class EmailProvider:
@@ -39,16 +58,23 @@ class EmailProvider:
         return email
 
     def send_batch(self, messages: list[Message]) -> list[Outcome]:
-        connection = get_connection(self.backend or settings.EMAIL_BACKEND, fail_silently=False)
-        outcomes: list[Outcome] = []
         try:
+            connection = get_connection(self.backend or settings.EMAIL_BACKEND, fail_silently=False)
             connection.open()
-        except (OSError, smtplib.SMTPException) as exc:
+        except (OSError, smtplib.SMTPException, AnymailError, ImproperlyConfigured) as exc:
             # Nothing left the machine: every message can be retried or sent elsewhere.
             return [Outcome.failed(m.delivery_id, TRANSIENT, f"connect: {exc}") for m in messages]
+        outcomes: list[Outcome] = []
         try:
-            for message in messages:
-                outcomes.append(self._send_one(connection, message))
+            for index, message in enumerate(messages):
+                outcome = self._send_one(connection, message)
+                outcomes.append(outcome)
+                if outcome.error_kind and _lost(connection) and not _reopen(connection):
+                    rest = messages[index + 1 :]
+                    outcomes += [
+                        Outcome.failed(m.delivery_id, TRANSIENT, "connection lost") for m in rest
+                    ]
+                    break
         finally:
             try:
                 connection.close()
@@ -57,14 +83,83 @@ class EmailProvider:
         return outcomes
 
     def _send_one(self, connection, message: Message) -> Outcome:
-        email = self.build(message)
+        delivery_id = message.delivery_id
         try:
+            email = self.build(message)
             connection.send_messages([email])
         except smtplib.SMTPRecipientsRefused as exc:
-            return Outcome.failed(message.delivery_id, PERMANENT, f"refused: {exc}")
+            codes = [code for code, _ in exc.recipients.values()]
+            kind = PERMANENT if codes and all(code >= 500 for code in codes) else TRANSIENT
+            return Outcome.failed(delivery_id, kind, f"recipient refused: {exc.recipients}")
         except smtplib.SMTPResponseException as exc:
+            # Sender refused, DATA refused, ...: 5xx is final, 4xx asks us to try again.
             kind = PERMANENT if 500 <= exc.smtp_code < 600 else TRANSIENT
-            return Outcome.failed(message.delivery_id, kind, f"{exc.smtp_code} {exc.smtp_error!r}")
+            return Outcome.failed(delivery_id, kind, f"{exc.smtp_code} {exc.smtp_error!r}")
         except (TimeoutError, ConnectionError, smtplib.SMTPException) as exc:
-            return Outcome.failed(message.delivery_id, "ambiguous", f"{type(exc).__name__}: {exc}")
-        return Outcome.ok(message.delivery_id, email.extra_headers["Message-ID"])
+            # Lost mid-conversation: the server may have taken the message before it went.
+            return Outcome.failed(delivery_id, AMBIGUOUS, f"{type(exc).__name__}: {exc}")
+        except AnymailError as exc:
+            return anymail_outcome(delivery_id, exc)
+        except ValueError as exc:
+            # Django refuses addresses and headers it cannot encode (line breaks, bad syntax).
+            return Outcome.failed(delivery_id, PERMANENT, f"invalid message: {exc}")
+        status = getattr(email, "anymail_status", None)
+        if status is not None and status.status and status.status <= REFUSED_STATUSES:
+            return Outcome.failed(delivery_id, PERMANENT, f"ESP refused: {status!r}")
+        esp_id = getattr(status, "message_id", None) if status is not None else None
+        return Outcome.ok(delivery_id, esp_id if isinstance(esp_id, str) and esp_id else _id(email))
+
+
+def anymail_outcome(delivery_id: int, exc: AnymailError) -> Outcome:
+    """An ESP error by kind: refused or malformed is permanent, 429/5xx transient, else by cause."""
+    text = str(exc)[:2000]
+    if isinstance(
+        exc,
+        (
+            AnymailRecipientsRefused,
+            AnymailInvalidAddress,
+            AnymailUnsupportedFeature,
+            AnymailSerializationError,
+        ),
+    ):
+        return Outcome.failed(delivery_id, PERMANENT, text)
+    cause = exc.__cause__
+    if isinstance(cause, requests.RequestException) and exc.status_code is None:
+        return Outcome.failed(delivery_id, error_for_exception(cause).kind, text)
+    status = exc.status_code
+    if isinstance(exc, AnymailAPIError) and status is not None:
+        if status == 429 or status >= 500:
+            headers = getattr(exc.response, "headers", None) or {}
+            retry_after = retry_after_seconds(headers.get("Retry-After"))
+            return Outcome.failed(delivery_id, TRANSIENT, text, retry_after)
+        if 400 <= status < 500:
+            return Outcome.failed(delivery_id, PERMANENT, text)
+    # A 2xx the backend could not read, or something unforeseen: it may have been accepted.
+    return Outcome.failed(delivery_id, AMBIGUOUS, text)
+
+
+def _id(email: EmailMultiAlternatives) -> str:
+    return email.extra_headers["Message-ID"]
+
+
+def _lost(connection) -> bool:
+    """Whether an SMTP connection died (later messages would fail without being tried)."""
+    smtp = getattr(connection, "connection", None)
+    if smtp is None or not isinstance(smtp, smtplib.SMTP):
+        return False
+    try:
+        return smtp.noop()[0] != 250
+    except (OSError, smtplib.SMTPException):
+        return True
+
+
+def _reopen(connection) -> bool:
+    try:
+        connection.close()
+    except (OSError, smtplib.SMTPException):
+        pass
+    try:
+        connection.open()
+        return True
+    except (OSError, smtplib.SMTPException):
+        return False

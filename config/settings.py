@@ -52,8 +52,10 @@ SECRET_KEY = env("SECRET_KEY", "insecure-trial-key-set-SECRET_KEY-in-production"
 SUPPRESSION_HASH_KEY = env("SUPPRESSION_HASH_KEY", SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The port `make run` serves on (127.0.0.1). Not PORT: honcho sets that per process.
+CLARION_PORT = env_int("CLARION_PORT", 8000)
 # Absolute base of links placed in messages (preference center, unsubscribe).
-PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", f"http://127.0.0.1:{CLARION_PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -282,8 +284,20 @@ TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID")
 # Points the twilio client at another base URL (tests use a fake Twilio on loopback).
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL")
 SMS_BACKEND = env("SMS_BACKEND", "console" if not TWILIO_ACCOUNT_SID else "twilio")
+TWILIO_TIMEOUT_SECONDS = env_float("TWILIO_TIMEOUT_SECONDS", 15)
+# Twilio reports delivery status here; only when Clarion has an address Twilio can reach.
+TWILIO_STATUS_CALLBACK_URL = env(
+    "TWILIO_STATUS_CALLBACK_URL",
+    f"{PUBLIC_BASE_URL}/webhooks/twilio/status/" if env("PUBLIC_BASE_URL") else "",
+)
 
+# Outbound HTTP (channels/http.py): every provider and webhook request has both timeouts.
+HTTP_CONNECT_TIMEOUT_SECONDS = env_float("HTTP_CONNECT_TIMEOUT_SECONDS", 5)
+HTTP_READ_TIMEOUT_SECONDS = env_float("HTTP_READ_TIMEOUT_SECONDS", 15)
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Outbound webhooks are signed with this (HMAC-SHA256, docs/webhooks.md). Set it in
+# production and share it with receivers; the default derives from SECRET_KEY.
+WEBHOOK_SIGNING_SECRET = env("WEBHOOK_SIGNING_SECRET")
 # Outbound webhooks refuse private, link-local and loopback targets unless allowed.
 WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", TRIAL_MODE)
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)

@@ -23,6 +23,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    # The client's (host, port): requests on one kept-alive connection share it.
+    peer: tuple = ()
 
     def json(self):
         return json.loads(self.body)
@@ -39,6 +41,15 @@ def ok_json(payload=None, status: int = 200) -> Response:
     return status, {"Content-Type": "application/json"}, json.dumps(payload or {}).encode()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (a read-timeout test) is expected; anything else is shown.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class RecordingServer:
     def __init__(self, responder: Responder | None = None) -> None:
         self.requests: list[Request] = []
@@ -53,7 +64,11 @@ class RecordingServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 request = Request(
-                    self.command, self.path, dict(self.headers.items()), self.rfile.read(length)
+                    self.command,
+                    self.path,
+                    dict(self.headers.items()),
+                    self.rfile.read(length),
+                    tuple(self.client_address),
                 )
                 with outer.lock:
                     outer.requests.append(request)
@@ -70,9 +85,12 @@ class RecordingServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = _QuietServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval keeps shutdown (every test's teardown) quick.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -40,8 +40,9 @@ class SmtpInbox:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
-        self.inbox = SmtpInbox()
+    def __init__(self, inbox: SmtpInbox | None = None) -> None:
+        # A test may pass an SmtpInbox subclass whose handle_RCPT / handle_DATA misbehave.
+        self.inbox = inbox or SmtpInbox()
         self.port = free_port()
         self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
 

@@ -8,6 +8,7 @@ import signal
 import time
 import urllib.request
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
@@ -15,7 +16,7 @@ class Command(BaseCommand):
     help = "Print a ready line once Clarion answers on the given URL."
 
     def add_arguments(self, parser):
-        parser.add_argument("--url", default="http://127.0.0.1:8000")
+        parser.add_argument("--url", default=f"http://127.0.0.1:{settings.CLARION_PORT}")
         parser.add_argument("--timeout", type=float, default=120)
 
     def handle(self, *args, url: str, timeout: float, **options):

@@ -2,6 +2,7 @@
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework_api_key.models import APIKey
@@ -21,16 +22,17 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
+        base = settings.PUBLIC_BASE_URL
         APIKey.objects.filter(name="demo").update(revoked=True)
         _, key = APIKey.objects.create_key(name="demo")
         self.stdout.write(
             "\n".join(
                 [
                     "",
-                    "  Admin:   http://127.0.0.1:8000/admin/",
+                    f"  Admin:   {base}/admin/",
                     f"           user {username}  password {password}",
                     f"  API key: {key}",
-                    "  Try:     curl -X POST http://127.0.0.1:8000/api/v1/notifications/ \\",
+                    f"  Try:     curl -X POST {base}/api/v1/notifications/ \\",
                     f"             -H 'Authorization: Api-Key {key}' \\",
                     "             -H 'Content-Type: application/json' \\",
                     """             -d '{"type": "order-shipped", "recipients": [{"external_id": """

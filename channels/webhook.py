@@ -1,0 +1,89 @@
+"""Outbound webhooks: a signed JSON POST to each recipient's webhook URL (docs/webhooks.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+
+from .base import PERMANENT, Message, Outcome
+from .http import AddressPolicy, HttpClient, HttpError, status_error
+
+SIGNATURE_HEADER = "Clarion-Signature"
+USER_AGENT = "Clarion-Webhook/1"
+
+
+def signing_secret() -> str:
+    """WEBHOOK_SIGNING_SECRET, or one derived from SECRET_KEY (never SECRET_KEY itself)."""
+    if settings.WEBHOOK_SIGNING_SECRET:
+        return settings.WEBHOOK_SIGNING_SECRET
+    return hmac.new(
+        settings.SECRET_KEY.encode(), b"clarion-webhook-signing", hashlib.sha256
+    ).hexdigest()
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``.
+
+    The timestamp is signed with the body so a captured request cannot be replayed later.
+    """
+    signed = str(timestamp).encode() + b"." + body
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def payload_of(message: Message) -> Any:
+    """The JSON document to post: the rendered template payload, or the raw event."""
+    payload = message.content.get("payload", {})
+    if isinstance(payload, str):
+        # A template may author the payload as JSON text with placeholders.
+        return json.loads(payload)
+    return payload
+
+
+class WebhookProvider:
+    def __init__(self, *, name: str, channel: str, secret: str = "", timeout: float | None = None):
+        self.name = name
+        self.channel = channel
+        self.secret = secret
+        self.timeout = timeout
+
+    def send_batch(self, messages: list[Message]) -> list[Outcome]:
+        secret = self.secret or signing_secret()
+        # One connection pool per batch: receivers on the same host reuse a connection.
+        with HttpClient(
+            policy=AddressPolicy.for_webhooks(),
+            read_timeout=self.timeout or settings.WEBHOOK_TIMEOUT_SECONDS,
+            user_agent=USER_AGENT,
+        ) as http:
+            return [self._send_one(http, secret, message) for message in messages]
+
+    def _send_one(self, http: HttpClient, secret: str, message: Message) -> Outcome:
+        if not message.to:
+            return Outcome.failed(message.delivery_id, PERMANENT, "recipient has no webhook URL")
+        try:
+            body = json.dumps(payload_of(message), separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            return Outcome.failed(message.delivery_id, PERMANENT, f"payload is not JSON: {exc}")
+        encoded = body.encode()
+        # Wall-clock time, not notifications.clock: receivers compare it with their own clock.
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: signature(secret, timestamp, encoded),
+            "Clarion-Delivery-Id": str(message.delivery_id),
+            "Clarion-Notification-Id": str(message.metadata.get("notification_id", "")),
+            "Clarion-Event": str(message.metadata.get("type", "")),
+        }
+        try:
+            response = http.post(message.to, data=encoded, headers=headers)
+        except HttpError as exc:
+            return Outcome.failed(message.delivery_id, exc.kind, str(exc), exc.retry_after)
+        error = status_error(response)
+        if error is not None:
+            return Outcome.failed(message.delivery_id, error.kind, str(error), error.retry_after)
+        return Outcome.ok(message.delivery_id, f"webhook-{message.delivery_id}-{timestamp}")

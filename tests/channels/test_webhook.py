@@ -1,0 +1,190 @@
+"""Outbound webhooks: signed POSTs to a real loopback receiver, each outcome by kind."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Message
+from channels.webhook import WebhookProvider
+from tests.support.http import ok_json
+from tests.support.ports import free_port
+
+SECRET = "whsec-test"
+
+
+def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
+    """What a receiver does, written from docs/webhooks.md (not from Clarion's code)."""
+    parts = dict(item.split("=", 1) for item in header.split(","))
+    timestamp = int(parts["t"])
+    if abs(time.time() - timestamp) > tolerance:
+        return False
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    return hmac.compare_digest(expected, parts["v1"])
+
+
+def message(url: str, delivery_id: int = 1, payload=None) -> Message:
+    return Message(
+        delivery_id=delivery_id,
+        to=url,
+        content={"payload": payload if payload is not None else {"order": "A-1"}},
+        metadata={"notification_id": "n-1", "type": "order-shipped"},
+    )
+
+
+@pytest.fixture
+def provider(settings):
+    settings.WEBHOOK_SIGNING_SECRET = SECRET
+    return WebhookProvider(name="webhook", channel="webhook")
+
+
+def test_signature_verifies_on_a_real_receiver(provider, http_server):
+    def receiver(request):
+        valid = verify(SECRET, request.headers["Clarion-Signature"], request.body)
+        return (204, {}, b"") if valid else (401, {}, b"bad signature")
+
+    http_server.responder = receiver
+    [outcome] = provider.send_batch([message(f"{http_server.url}/hook", payload={"x": "é"})])
+    assert outcome.sent, outcome
+    [request] = http_server.requests
+    assert request.method == "POST"
+    assert request.path == "/hook"
+    assert request.json() == {"x": "é"}
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Clarion-Delivery-Id"] == "1"
+    assert request.headers["Clarion-Notification-Id"] == "n-1"
+    assert request.headers["Clarion-Event"] == "order-shipped"
+    assert request.headers["User-Agent"].startswith("Clarion-Webhook/")
+
+
+def test_a_tampered_body_does_not_verify(provider, http_server):
+    provider.send_batch([message(f"{http_server.url}/hook")])
+    [request] = http_server.requests
+    assert verify(SECRET, request.headers["Clarion-Signature"], request.body)
+    assert not verify(SECRET, request.headers["Clarion-Signature"], request.body + b" ")
+    assert not verify("other", request.headers["Clarion-Signature"], request.body)
+
+
+def test_secret_can_come_from_a_file(http_server, tmp_path, monkeypatch):
+    from config.settings import env
+
+    (tmp_path / "secret").write_text("from-a-file\n")
+    monkeypatch.setenv("WEBHOOK_SIGNING_SECRET_FILE", str(tmp_path / "secret"))
+    provider = WebhookProvider(
+        name="webhook", channel="webhook", secret=env("WEBHOOK_SIGNING_SECRET")
+    )
+    provider.send_batch([message(f"{http_server.url}/hook")])
+    [request] = http_server.requests
+    assert verify("from-a-file", request.headers["Clarion-Signature"], request.body)
+
+
+def test_a_batch_shares_one_connection(provider, http_server):
+    outcomes = provider.send_batch([message(f"{http_server.url}/h", i) for i in (1, 2, 3)])
+    assert all(o.sent for o in outcomes)
+    assert len({r.peer for r in http_server.requests}) == 1
+    assert [r.headers["Clarion-Delivery-Id"] for r in http_server.requests] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/hook",
+        "http://[::1]:{port}/hook",
+        "http://10.0.0.1:{port}/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:{port}/hook",
+    ],
+)
+def test_private_targets_are_refused_when_loopback_is_not_allowed(
+    provider, http_server, settings, url
+):
+    settings.WEBHOOK_ALLOW_LOOPBACK = False
+    [outcome] = provider.send_batch([message(url.format(port=http_server.port))])
+    assert outcome.error_kind == PERMANENT
+    assert "not allowed" in outcome.error
+    assert http_server.requests == []
+
+
+def test_a_name_resolving_to_a_private_address_is_refused(provider, settings, monkeypatch):
+    from channels import http as outbound
+
+    settings.WEBHOOK_ALLOW_LOOPBACK = False
+    monkeypatch.setattr(outbound, "resolve", lambda host, port: [(socket.AF_INET, "10.0.0.7")])
+    [outcome] = provider.send_batch([message("https://hooks.customer.example/in")])
+    assert outcome.error_kind == PERMANENT
+    assert "10.0.0.7" in outcome.error
+
+
+def test_redirects_are_not_followed(provider, http_server):
+    http_server.responder = lambda r: (
+        (302, {"Location": f"{http_server.url}/elsewhere"}, b"") if r.path == "/hook" else ok_json()
+    )
+    [outcome] = provider.send_batch([message(f"{http_server.url}/hook")])
+    assert outcome.error_kind == PERMANENT
+    assert "redirect" in outcome.error
+    assert [r.path for r in http_server.requests] == ["/hook"]
+
+
+@pytest.mark.parametrize(
+    "status, headers, kind, retry_after",
+    [
+        (500, {}, TRANSIENT, None),
+        (503, {"Retry-After": "30"}, TRANSIENT, 30.0),
+        (429, {"Retry-After": "7"}, TRANSIENT, 7.0),
+        (429, {}, TRANSIENT, None),
+        (408, {}, TRANSIENT, None),
+        (400, {}, PERMANENT, None),
+        (404, {}, PERMANENT, None),
+        (410, {}, PERMANENT, None),
+    ],
+)
+def test_statuses_map_to_kinds(provider, http_server, status, headers, kind, retry_after):
+    http_server.responder = lambda r: (status, headers, b"nope")
+    [outcome] = provider.send_batch([message(f"{http_server.url}/hook")])
+    assert (outcome.error_kind, outcome.retry_after) == (kind, retry_after)
+    assert str(status) in outcome.error
+
+
+def test_retry_after_as_an_http_date(provider, http_server):
+    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 120))
+    http_server.responder = lambda r: (429, {"Retry-After": when}, b"")
+    [outcome] = provider.send_batch([message(f"{http_server.url}/hook")])
+    assert outcome.error_kind == TRANSIENT
+    assert 100 < outcome.retry_after <= 120
+
+
+def test_connection_refused_is_transient(provider):
+    [outcome] = provider.send_batch([message(f"http://127.0.0.1:{free_port()}/hook")])
+    assert outcome.error_kind == TRANSIENT
+
+
+def test_read_timeout_after_sending_is_ambiguous(settings, http_server):
+    settings.WEBHOOK_SIGNING_SECRET = SECRET
+    gate = threading.Event()
+    http_server.responder = lambda r: (gate.wait(5), ok_json())[1]
+    provider = WebhookProvider(name="webhook", channel="webhook", timeout=0.3)
+    try:
+        [outcome] = provider.send_batch([message(f"{http_server.url}/hook")])
+    finally:
+        gate.set()
+    assert outcome.error_kind == AMBIGUOUS
+    assert len(http_server.requests) == 1
+
+
+def test_missing_url_and_bad_payload_are_permanent(provider):
+    no_url, bad = provider.send_batch([message("", 1), message("http://x.example", 2, "{nope")])
+    assert no_url.error_kind == PERMANENT
+    assert bad.error_kind == PERMANENT
+
+
+def test_payload_authored_as_json_text_is_posted_as_json(provider, http_server):
+    provider.send_batch([message(f"{http_server.url}/hook", payload='{"order": "B-2"}')])
+    assert json.loads(http_server.requests[0].body) == {"order": "B-2"}
