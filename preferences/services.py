@@ -10,6 +10,7 @@ from django.db import transaction
 
 from notifications.models import Category, Channel, NotificationType, Recipient, Traffic
 
+from .eligibility import DIGEST_TYPE_PREFIX
 from .models import ConsentLog, Frequency, Preference, QuietHours
 
 CHANNELS = [c.value for c in Channel]
@@ -67,7 +68,10 @@ def consent_log(
 def marketing_categories() -> list[tuple[Category, list[str]]]:
     """Categories a person can opt out of (they hold marketing types), with their channels."""
     channels_by_category: dict[int, list[str]] = {}
-    types = NotificationType.objects.filter(traffic=Traffic.MARKETING, is_active=True)
+    # Digest types are Clarion's own; their channels are not a choice of their own.
+    types = NotificationType.objects.filter(traffic=Traffic.MARKETING, is_active=True).exclude(
+        key__startswith=DIGEST_TYPE_PREFIX
+    )
     for category_id, channels in types.values_list("category_id", "channels"):
         known = channels_by_category.setdefault(category_id, [])
         known.extend(c for c in channels if c not in known)
