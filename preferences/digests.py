@@ -27,31 +27,46 @@ from .models import Frequency, Preference
 DIGEST_BATCH = 2000
 DIGEST_API_KEY_ID = "clarion-digests"
 
+FOOTER_HTML = (
+    '<p style="font-size:12px;color:#52606d"><a href="{{ links.preferences_url }}">'
+    '%s</a> &middot; <a href="{{ links.unsubscribe_url }}">%s</a><br>{{ links.postal_address }}</p>'
+)
+FOOTER_TEXT = (
+    "\n%s: {{ links.preferences_url }}\n%s: {{ links.unsubscribe_url }}\n"
+    "{{ links.postal_address }}\n"
+)
+LIST_HTML = (
+    "<h1>{{ data.category_name }}</h1><ul>{% for entry in data.entries %}"
+    "<li>{{ entry.summary }}</li>{% endfor %}</ul>"
+)
+LIST_TEXT = (
+    "{{ data.category_name }}\n\n{% for entry in data.entries %}- {{ entry.summary }}\n{% endfor %}"
+)
+SUMMARIES = "{{ data.entries | map(attribute='summary') | join('; ') }}"
+
+
+def _templates(updates: str, preferences: str, unsubscribe: str) -> dict[str, dict[str, str]]:
+    return {
+        "email": {
+            "subject": f"{{{{ data.count }}}} {updates}: {{{{ data.category_name }}}}",
+            "html": LIST_HTML + FOOTER_HTML % (preferences, unsubscribe),
+            "text": LIST_TEXT + FOOTER_TEXT % (preferences, unsubscribe),
+        },
+        "sms": {
+            "text": f"{{{{ data.count }}}} {updates}, {{{{ data.category_name }}}}: {SUMMARIES}"
+        },
+        "in_app": {
+            "title": f"{{{{ data.count }}}} {updates}: {{{{ data.category_name }}}}",
+            "body": SUMMARIES,
+            "link": "",
+        },
+    }
+
+
+# Each category's digest type starts with these; staff may edit them like any template.
 DEFAULT_TEMPLATES = {
-    "email": {
-        "subject": "{{ data.count }} updates: {{ data.category_name }}",
-        "html": (
-            "<h1>{{ data.category_name }}</h1><ul>{% for entry in data.entries %}"
-            "<li>{{ entry.summary }}</li>{% endfor %}</ul>"
-            '<p style="font-size:12px;color:#52606d"><a href="{{ links.preferences_url }}">'
-            'Manage your preferences</a> &middot; <a href="{{ links.unsubscribe_url }}">'
-            "Unsubscribe</a><br>{{ links.postal_address }}</p>"
-        ),
-        "text": (
-            "{{ data.category_name }}\n\n{% for entry in data.entries %}- {{ entry.summary }}\n"
-            "{% endfor %}\nManage your preferences: {{ links.preferences_url }}\n"
-            "Unsubscribe: {{ links.unsubscribe_url }}\n{{ links.postal_address }}\n"
-        ),
-    },
-    "sms": {
-        "text": "{{ data.count }} updates in {{ data.category_name }}: "
-        "{{ data.entries | map(attribute='summary') | join('; ') }}"
-    },
-    "in_app": {
-        "title": "{{ data.count }} updates: {{ data.category_name }}",
-        "body": "{{ data.entries | map(attribute='summary') | join('\n') }}",
-        "link": "",
-    },
+    "en": _templates("updates", "Manage your preferences", "Unsubscribe"),
+    "fr": _templates("nouveautés", "Gérer vos préférences", "Se désabonner"),
 }
 
 
@@ -65,7 +80,7 @@ def digest_type(category: Category, channels: list[str]) -> NotificationType:
             "description": "Daily or weekly digest of this category (made by Clarion).",
             "category": category,
             "traffic": Traffic.MARKETING,
-            "channels": list(DEFAULT_TEMPLATES),
+            "channels": list(DEFAULT_TEMPLATES["en"]),
         },
     )
     if created:
@@ -77,9 +92,12 @@ def _add_default_templates(ntype: NotificationType) -> None:
     from templates_app.models import Template
     from templates_app.services import template_version_save
 
-    for channel, content in DEFAULT_TEMPLATES.items():
-        template = Template.objects.create(notification_type=ntype, channel=channel, locale="en")
-        template_version_save(template, content)
+    for locale, channels in DEFAULT_TEMPLATES.items():
+        for channel, content in channels.items():
+            template = Template.objects.create(
+                notification_type=ntype, channel=channel, locale=locale
+            )
+            template_version_save(template, content)
 
 
 def last_moment(recipient, frequency: str, now: datetime) -> datetime:

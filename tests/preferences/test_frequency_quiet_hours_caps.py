@@ -259,3 +259,17 @@ def test_default_quiet_hours_apply_to_people_who_set_none(settings, parisian, ma
     assert Delivery.objects.get(notification=notification).next_attempt_at == paris(16, 7, 0)
     choose(parisian, quiet_hours={"start": "23:00", "end": "06:00"})
     assert statuses(send(marketing, [parisian], {"deal": "e"})) == [("sent", "")]
+
+
+def test_a_digest_speaks_the_recipients_language(smtp_server, parisian, marketing):
+    parisian.locale = "fr"
+    parisian.save()
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(16, 12, 0))
+    for deal in ("a", "b"):
+        send(marketing, [parisian], {"deal": deal})
+    set_now(paris(17, 8, 0))
+    assert digests() == 1
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["Subject"] == "2 nouveautés: Promotions"
+    assert "Se désabonner" in message.get_body(("plain",)).get_content()
