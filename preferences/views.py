@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -81,6 +82,8 @@ def _changes_from_form(post, rows: list[dict]) -> dict:
     return changes
 
 
+# Personal pages: never cached by a browser or a proxy.
+@never_cache
 @require_http_methods(["GET", "POST"])
 def preference_center(request: HttpRequest, token: str) -> HttpResponse:
     grant = _grant(request, token, PREFERENCES)
@@ -124,6 +127,7 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @csrf_exempt  # RFC 8058: mail providers POST without cookies or tokens; this view alone.
+@never_cache
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a confirmation (scanners follow links); POST unsubscribes, 200, no redirect."""
