@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from preferences.admin import RECIPIENT_ACTIONS
+from preferences.admin import RECIPIENT_ACTIONS, RECIPIENT_INLINES
 
 from .models import Category, Delivery, FeedItem, Notification, NotificationType, Recipient
 
@@ -15,6 +15,7 @@ class RecipientAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "email", "phone"]
     readonly_fields = ["created_at", "updated_at", "erased_at"]
     actions = RECIPIENT_ACTIONS
+    inlines = RECIPIENT_INLINES
 
 
 @admin.register(Category)

@@ -40,6 +40,38 @@ def erase_recipients(modeladmin, request, queryset):
 RECIPIENT_ACTIONS = [export_recipients, erase_recipients]
 
 
+class PreferenceInline(admin.TabularInline):
+    """A recipient's choices, read-only: changes go through the API, the page or this admin's
+    Preference screen, each of which writes the consent log."""
+
+    model = Preference
+    fields = ["category", "notification_type", "channel", "enabled", "frequency", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ConsentLogInline(admin.TabularInline):
+    """Who changed this person's choices, when and how (support answers "why not?")."""
+
+    model = ConsentLog
+    fields = ["created_at", "source", "action", "actor", "ip_address"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-created_at"]
+    max_num = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+RECIPIENT_INLINES = [PreferenceInline, ConsentLogInline]
+
+
 @admin.register(ConsentLog)
 class ConsentLogAdmin(admin.ModelAdmin):
     list_display = ["created_at", "recipient", "source", "action", "actor", "ip_address"]

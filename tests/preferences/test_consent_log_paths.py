@@ -72,3 +72,14 @@ def test_a_provider_webhook_suppression_is_logged_once(ada):
     assert (log.source, log.actor, log.action) == ("provider", "postmark", "suppress")
     assert suppression_remove(channel="email", address=ada.email, log_source="admin")
     assert ConsentLog.objects.filter(action="unsuppress").count() == 1
+
+
+def test_the_recipient_page_shows_choices_and_their_history(staff, ada, promotions):
+    from preferences.services import Actor, unsubscribe_category
+
+    unsubscribe_category(
+        recipient=ada, category=promotions, actor=Actor(source="one_click", ip="192.0.2.1")
+    )
+    page = staff.get(f"/admin/notifications/recipient/{ada.pk}/change/").content.decode()
+    assert "One-click unsubscribe" in page and "192.0.2.1" in page
+    assert "unsubscribe_category" in page
