@@ -10,7 +10,7 @@ from django.http import HttpResponse
 
 from .addresses import address_hash, normalize
 from .gdpr import recipient_erase, recipient_export
-from .models import ConsentLog, Preference, QuietHours, Suppression
+from .models import ConsentLog, Preference, QuietHours, Suppression, TypeDefault
 from .services import Actor, consent_log
 
 
@@ -184,3 +184,9 @@ class QuietHoursAdmin(admin.ModelAdmin):
             before=before,
             after=_quiet_state(obj),
         )
+
+
+@admin.register(TypeDefault)
+class TypeDefaultAdmin(admin.ModelAdmin):
+    list_display = ["notification_type", "enabled", "frequency"]
+    list_filter = ["enabled", "frequency"]

@@ -22,7 +22,7 @@ from notifications.messages import MessageBuilder, summary_of
 from notifications.models import Category, Delivery, Notification, NotificationType, Traffic
 
 from .eligibility import DIGEST_TYPE_PREFIX, decide, zone_of
-from .models import Frequency, Preference
+from .models import Frequency, Preference, TypeDefault
 
 DIGEST_BATCH = 2000
 DIGEST_API_KEY_ID = "clarion-digests"
@@ -123,14 +123,25 @@ def send_digests(limit: int = DIGEST_BATCH) -> int:
             .order_by("id")[:limit]
         )
         frequencies = _frequencies(items)
+        defaults = dict(
+            TypeDefault.objects.filter(
+                notification_type__in={i.notification.type_id for i in items}
+            ).values_list("notification_type_id", "frequency")
+        )
         groups: dict[tuple, list[Delivery]] = defaultdict(list)
         for item in items:
             category = item.notification.type.category
-            frequency = frequencies.get((item.recipient_id, category.id), Frequency.DAILY)
+            frequency = frequencies.get(
+                (item.recipient_id, category.id),
+                defaults.get(item.notification.type_id, Frequency.DAILY),
+            )
+            if frequency not in (Frequency.DAILY, Frequency.WEEKLY):
+                frequency = Frequency.DAILY  # switched back since: this morning's digest
             moment = last_moment(item.recipient, frequency, now)
             if item.status_changed_at and item.status_changed_at < moment:
-                groups[(item.recipient_id, category.id, item.channel, moment)].append(item)
-        made = [_fold(group, moment, frequencies, now) for (*_, moment), group in groups.items()]
+                key = (item.recipient_id, category.id, item.channel, moment, frequency)
+                groups[key].append(item)
+        made = [_fold(group, moment, period, now) for (*_, moment, period), group in groups.items()]
         made = [d for d in made if d is not None]
         enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in made)
     return len(made)
@@ -163,14 +174,13 @@ def _still_wanted(items: list[Delivery], now: datetime) -> tuple[list[Delivery],
     return keep, dropped
 
 
-def _fold(items: list[Delivery], moment: datetime, frequencies: dict, now: datetime):
+def _fold(items: list[Delivery], moment: datetime, period: str, now: datetime):
     items, dropped = _still_wanted(items, now)
     Delivery.objects.bulk_update(dropped, ["status", "skip_reason", "status_changed_at"])
     if not items:
         return None
     first = items[0]
     recipient, category, channel = first.recipient, first.notification.type.category, first.channel
-    frequency = frequencies.get((recipient.id, category.id), Frequency.DAILY)
     ntype = digest_type(category, [channel])
     builder = MessageBuilder()
     entries = [{"type": i.notification.type.key, "summary": _summary(builder, i)} for i in items]
@@ -182,7 +192,7 @@ def _fold(items: list[Delivery], moment: datetime, frequencies: dict, now: datet
             "data": {
                 "category": category.key,
                 "category_name": category.name,
-                "period": frequency,
+                "period": period,
                 "count": len(entries),
                 "entries": entries,
             },

@@ -155,3 +155,20 @@ def test_half_a_quiet_window_is_refused_and_nothing_is_saved(ada, marketing):
     assert b'id="invalid"' in response.content
     assert not Preference.objects.exists()
     assert not ConsentLog.objects.exists()
+
+
+def test_an_opt_in_type_starts_off_on_the_page_and_turning_it_on_opts_in(ada, marketing):
+    from notifications.models import Delivery
+    from preferences.models import TypeDefault
+
+    from .conftest import send
+
+    TypeDefault.objects.create(notification_type=marketing, enabled=False)
+    first = send(marketing, [ada], {"deal": "1"})
+    assert Delivery.objects.get(notification=first).skip_reason == "not_opted_in"
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    page = Client().get(url).content.decode()
+    assert '<option value="off" selected>' in page
+    Client().post(url, {"frequency-promotions": "instant", "channel-promotions-email": "on"})
+    second = send(marketing, [ada], {"deal": "2"})
+    assert Delivery.objects.get(notification=second).status == "sent"
