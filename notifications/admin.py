@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 
-from preferences.admin import RECIPIENT_ACTIONS
+from preferences.admin import RECIPIENT_ACTIONS, RECIPIENT_INLINES
 
 from .models import Category, Delivery, FeedItem, Notification, NotificationType, Recipient
 
@@ -15,6 +16,9 @@ class RecipientAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "email", "phone"]
     readonly_fields = ["created_at", "updated_at", "erased_at"]
     actions = RECIPIENT_ACTIONS
+    inlines = RECIPIENT_INLINES
+    # Django 6 assumes https for scheme-less URLs; say so now (and silence its warning).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Category)

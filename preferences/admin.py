@@ -10,7 +10,7 @@ from django.http import HttpResponse
 
 from .addresses import address_hash, normalize
 from .gdpr import recipient_erase, recipient_export
-from .models import ConsentLog, Preference, QuietHours, Suppression
+from .models import ConsentLog, Preference, QuietHours, Suppression, TypeDefault
 from .services import Actor, consent_log
 
 
@@ -38,6 +38,38 @@ def erase_recipients(modeladmin, request, queryset):
 
 
 RECIPIENT_ACTIONS = [export_recipients, erase_recipients]
+
+
+class PreferenceInline(admin.TabularInline):
+    """A recipient's choices, read-only: changes go through the API, the page or this admin's
+    Preference screen, each of which writes the consent log."""
+
+    model = Preference
+    fields = ["category", "notification_type", "channel", "enabled", "frequency", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ConsentLogInline(admin.TabularInline):
+    """Who changed this person's choices, when and how (support answers "why not?")."""
+
+    model = ConsentLog
+    fields = ["created_at", "source", "action", "actor", "ip_address"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-created_at"]
+    max_num = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+RECIPIENT_INLINES = [PreferenceInline, ConsentLogInline]
 
 
 @admin.register(ConsentLog)
@@ -129,7 +161,32 @@ class PreferenceAdmin(admin.ModelAdmin):
         super().delete_model(request, obj)
 
 
+def _quiet_state(obj: QuietHours) -> dict:
+    return {
+        "start": obj.start.isoformat() if obj.start else None,
+        "end": obj.end.isoformat() if obj.end else None,
+        "daily_marketing_cap": obj.daily_marketing_cap,
+    }
+
+
 @admin.register(QuietHours)
 class QuietHoursAdmin(admin.ModelAdmin):
     list_display = ["recipient", "start", "end", "daily_marketing_cap"]
     raw_id_fields = ["recipient"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        before = _quiet_state(QuietHours.objects.get(pk=obj.pk)) if change else None
+        super().save_model(request, obj, form, change)
+        consent_log(
+            recipient=obj.recipient,
+            actor=_actor(request),
+            action="admin_change",
+            before=before,
+            after=_quiet_state(obj),
+        )
+
+
+@admin.register(TypeDefault)
+class TypeDefaultAdmin(admin.ModelAdmin):
+    list_display = ["notification_type", "enabled", "frequency"]
+    list_filter = ["enabled", "frequency"]

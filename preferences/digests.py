@@ -22,36 +22,51 @@ from notifications.messages import MessageBuilder, summary_of
 from notifications.models import Category, Delivery, Notification, NotificationType, Traffic
 
 from .eligibility import DIGEST_TYPE_PREFIX, decide, zone_of
-from .models import Frequency, Preference
+from .models import Frequency, Preference, TypeDefault
 
 DIGEST_BATCH = 2000
 DIGEST_API_KEY_ID = "clarion-digests"
 
+FOOTER_HTML = (
+    '<p style="font-size:12px;color:#52606d"><a href="{{ links.preferences_url }}">'
+    '%s</a> &middot; <a href="{{ links.unsubscribe_url }}">%s</a><br>{{ links.postal_address }}</p>'
+)
+FOOTER_TEXT = (
+    "\n%s: {{ links.preferences_url }}\n%s: {{ links.unsubscribe_url }}\n"
+    "{{ links.postal_address }}\n"
+)
+LIST_HTML = (
+    "<h1>{{ data.category_name }}</h1><ul>{% for entry in data.entries %}"
+    "<li>{{ entry.summary }}</li>{% endfor %}</ul>"
+)
+LIST_TEXT = (
+    "{{ data.category_name }}\n\n{% for entry in data.entries %}- {{ entry.summary }}\n{% endfor %}"
+)
+SUMMARIES = "{{ data.entries | map(attribute='summary') | join('; ') }}"
+
+
+def _templates(updates: str, preferences: str, unsubscribe: str) -> dict[str, dict[str, str]]:
+    return {
+        "email": {
+            "subject": f"{{{{ data.count }}}} {updates}: {{{{ data.category_name }}}}",
+            "html": LIST_HTML + FOOTER_HTML % (preferences, unsubscribe),
+            "text": LIST_TEXT + FOOTER_TEXT % (preferences, unsubscribe),
+        },
+        "sms": {
+            "text": f"{{{{ data.count }}}} {updates}, {{{{ data.category_name }}}}: {SUMMARIES}"
+        },
+        "in_app": {
+            "title": f"{{{{ data.count }}}} {updates}: {{{{ data.category_name }}}}",
+            "body": SUMMARIES,
+            "link": "",
+        },
+    }
+
+
+# Each category's digest type starts with these; staff may edit them like any template.
 DEFAULT_TEMPLATES = {
-    "email": {
-        "subject": "{{ data.count }} updates: {{ data.category_name }}",
-        "html": (
-            "<h1>{{ data.category_name }}</h1><ul>{% for entry in data.entries %}"
-            "<li>{{ entry.summary }}</li>{% endfor %}</ul>"
-            '<p style="font-size:12px;color:#52606d"><a href="{{ links.preferences_url }}">'
-            'Manage your preferences</a> &middot; <a href="{{ links.unsubscribe_url }}">'
-            "Unsubscribe</a><br>{{ links.postal_address }}</p>"
-        ),
-        "text": (
-            "{{ data.category_name }}\n\n{% for entry in data.entries %}- {{ entry.summary }}\n"
-            "{% endfor %}\nManage your preferences: {{ links.preferences_url }}\n"
-            "Unsubscribe: {{ links.unsubscribe_url }}\n{{ links.postal_address }}\n"
-        ),
-    },
-    "sms": {
-        "text": "{{ data.count }} updates in {{ data.category_name }}: "
-        "{{ data.entries | map(attribute='summary') | join('; ') }}"
-    },
-    "in_app": {
-        "title": "{{ data.count }} updates: {{ data.category_name }}",
-        "body": "{{ data.entries | map(attribute='summary') | join('\n') }}",
-        "link": "",
-    },
+    "en": _templates("updates", "Manage your preferences", "Unsubscribe"),
+    "fr": _templates("nouveautés", "Gérer vos préférences", "Se désabonner"),
 }
 
 
@@ -65,7 +80,7 @@ def digest_type(category: Category, channels: list[str]) -> NotificationType:
             "description": "Daily or weekly digest of this category (made by Clarion).",
             "category": category,
             "traffic": Traffic.MARKETING,
-            "channels": list(DEFAULT_TEMPLATES),
+            "channels": list(DEFAULT_TEMPLATES["en"]),
         },
     )
     if created:
@@ -77,9 +92,12 @@ def _add_default_templates(ntype: NotificationType) -> None:
     from templates_app.models import Template
     from templates_app.services import template_version_save
 
-    for channel, content in DEFAULT_TEMPLATES.items():
-        template = Template.objects.create(notification_type=ntype, channel=channel, locale="en")
-        template_version_save(template, content)
+    for locale, channels in DEFAULT_TEMPLATES.items():
+        for channel, content in channels.items():
+            template = Template.objects.create(
+                notification_type=ntype, channel=channel, locale=locale
+            )
+            template_version_save(template, content)
 
 
 def last_moment(recipient, frequency: str, now: datetime) -> datetime:
@@ -105,14 +123,25 @@ def send_digests(limit: int = DIGEST_BATCH) -> int:
             .order_by("id")[:limit]
         )
         frequencies = _frequencies(items)
+        defaults = dict(
+            TypeDefault.objects.filter(
+                notification_type__in={i.notification.type_id for i in items}
+            ).values_list("notification_type_id", "frequency")
+        )
         groups: dict[tuple, list[Delivery]] = defaultdict(list)
         for item in items:
             category = item.notification.type.category
-            frequency = frequencies.get((item.recipient_id, category.id), Frequency.DAILY)
+            frequency = frequencies.get(
+                (item.recipient_id, category.id),
+                defaults.get(item.notification.type_id, Frequency.DAILY),
+            )
+            if frequency not in (Frequency.DAILY, Frequency.WEEKLY):
+                frequency = Frequency.DAILY  # switched back since: this morning's digest
             moment = last_moment(item.recipient, frequency, now)
             if item.status_changed_at and item.status_changed_at < moment:
-                groups[(item.recipient_id, category.id, item.channel, moment)].append(item)
-        made = [_fold(group, moment, frequencies, now) for (*_, moment), group in groups.items()]
+                key = (item.recipient_id, category.id, item.channel, moment, frequency)
+                groups[key].append(item)
+        made = [_fold(group, moment, period, now) for (*_, moment, period), group in groups.items()]
         made = [d for d in made if d is not None]
         enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in made)
     return len(made)
@@ -145,14 +174,13 @@ def _still_wanted(items: list[Delivery], now: datetime) -> tuple[list[Delivery],
     return keep, dropped
 
 
-def _fold(items: list[Delivery], moment: datetime, frequencies: dict, now: datetime):
+def _fold(items: list[Delivery], moment: datetime, period: str, now: datetime):
     items, dropped = _still_wanted(items, now)
     Delivery.objects.bulk_update(dropped, ["status", "skip_reason", "status_changed_at"])
     if not items:
         return None
     first = items[0]
     recipient, category, channel = first.recipient, first.notification.type.category, first.channel
-    frequency = frequencies.get((recipient.id, category.id), Frequency.DAILY)
     ntype = digest_type(category, [channel])
     builder = MessageBuilder()
     entries = [{"type": i.notification.type.key, "summary": _summary(builder, i)} for i in items]
@@ -164,7 +192,7 @@ def _fold(items: list[Delivery], moment: datetime, frequencies: dict, now: datet
             "data": {
                 "category": category.key,
                 "category_name": category.name,
-                "period": frequency,
+                "period": period,
                 "count": len(entries),
                 "entries": entries,
             },

@@ -25,7 +25,7 @@ from django.db.models import Q
 from notifications.models import Delivery, NotificationType, Recipient, Traffic
 
 from .addresses import address_hash, recipient_address
-from .models import Frequency, Preference, QuietHours, Suppression
+from .models import Frequency, Preference, QuietHours, Suppression, TypeDefault
 
 # Digest deliveries belong to a notification type of this key prefix, one per category.
 DIGEST_TYPE_PREFIX = "digest--"
@@ -40,6 +40,7 @@ class Skip:
     OPTED_OUT_CATEGORY = "opted_out_category"
     OPTED_OUT_CHANNEL = "opted_out_channel"
     OPTED_OUT_MARKETING = "opted_out_marketing"
+    NOT_OPTED_IN = "not_opted_in"
     CAPPED = "capped"
     ERASED = "erased"
 
@@ -75,23 +76,24 @@ def decide(
     marketing = not ntype.is_transactional
     preferences = _preferences(ntype, recipients) if marketing else {}
     quiet = quiet_windows(recipients) if marketing else {}
+    default = TypeDefault.objects.filter(notification_type=ntype).first() if marketing else None
     decisions = []
     for recipient in recipients:
         prefs = preferences.get(recipient.id, {})
         for channel in channels:
-            reason = _skip_reason(ntype, recipient, channel, suppressed, prefs)
+            reason = _skip_reason(ntype, recipient, channel, suppressed, prefs, default)
             decision = Decision(recipient.id, channel, reason)
             if marketing and not reason:
                 decision = replace(
                     decision,
-                    digest=_digest_frequency(ntype, prefs),
+                    digest=_digest_frequency(ntype, prefs, default),
                     defer_until=quiet_until(quiet.get(recipient.id), recipient, now),
                 )
             decisions.append(decision)
     return decisions
 
 
-def _skip_reason(ntype, recipient, channel, suppressed, prefs) -> str:
+def _skip_reason(ntype, recipient, channel, suppressed, prefs, default=None) -> str:
     if recipient.erased_at is not None:
         return Skip.ERASED
     address = recipient_address(recipient, channel)
@@ -105,19 +107,22 @@ def _skip_reason(ntype, recipient, channel, suppressed, prefs) -> str:
         return ""
     if (channel, digest, Suppression.Scope.MARKETING) in suppressed:
         return Skip.SUPPRESSED
-    return opt_out_reason(prefs, ntype, channel)
+    return opt_out_reason(prefs, ntype, channel, default)
 
 
 def _off(pref: Preference | None) -> bool:
     return pref is not None and (not pref.enabled or pref.frequency == Frequency.OFF)
 
 
-def opt_out_reason(prefs: dict, ntype: NotificationType, channel: str) -> str:
+def opt_out_reason(
+    prefs: dict, ntype: NotificationType, channel: str, default: TypeDefault | None = None
+) -> str:
     """Why a marketing message may not go out on a channel ("" when it may).
 
     ``prefs`` maps (category_id, type_id, channel) to the person's Preference rows.
     "All marketing off" and "this channel off" always win; a row for the type decides
-    before the category, so a person may keep one type of a category they left.
+    before the category, so a person may keep one type of a category they left. An opt-in
+    type (its default disabled) needs the type or its category turned on explicitly.
     """
     if _off(prefs.get((None, None, ""))):
         return Skip.OPTED_OUT_MARKETING
@@ -129,16 +134,18 @@ def opt_out_reason(prefs: dict, ntype: NotificationType, channel: str) -> str:
     category = ntype.category_id
     if _off(prefs.get((category, None, ""))) or _off(prefs.get((category, None, channel))):
         return Skip.OPTED_OUT_CATEGORY
+    if default is not None and not default.enabled and (category, None, "") not in prefs:
+        return Skip.NOT_OPTED_IN
     return ""
 
 
-def _digest_frequency(ntype: NotificationType, prefs: dict) -> str:
+def _digest_frequency(ntype: NotificationType, prefs: dict, default=None) -> str:
+    """The digest cadence: the person's for the category, else the type's default."""
     if is_digest_type(ntype):
         return ""
     pref = prefs.get((ntype.category_id, None, ""))
-    if pref is not None and pref.frequency in (Frequency.DAILY, Frequency.WEEKLY):
-        return pref.frequency
-    return ""
+    frequency = pref.frequency if pref is not None else getattr(default, "frequency", "")
+    return frequency if frequency in (Frequency.DAILY, Frequency.WEEKLY) else ""
 
 
 def _preferences(ntype: NotificationType, recipients: list[Recipient]) -> dict:

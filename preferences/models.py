@@ -124,3 +124,21 @@ class ConsentLog(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class TypeDefault(models.Model):
+    """What a notification type does for people who chose nothing about it.
+
+    Without a row a type is sent to everyone who did not opt out. ``enabled`` off makes it
+    opt-in: only people who turned the type or its category on get it. ``frequency`` is the
+    starting cadence (a digest, say) until the person picks one for the category.
+    """
+
+    notification_type = models.OneToOneField(
+        NotificationType, on_delete=models.CASCADE, related_name="preference_default"
+    )
+    enabled = models.BooleanField(default=True)
+    frequency = models.CharField(max_length=8, choices=Frequency.choices, default=Frequency.INSTANT)
+
+    def __str__(self) -> str:
+        return f"default for {self.notification_type_id}"

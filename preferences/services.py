@@ -10,7 +10,8 @@ from django.db import transaction
 
 from notifications.models import Category, Channel, NotificationType, Recipient, Traffic
 
-from .models import ConsentLog, Frequency, Preference, QuietHours
+from .eligibility import DIGEST_TYPE_PREFIX
+from .models import ConsentLog, Frequency, Preference, QuietHours, TypeDefault
 
 CHANNELS = [c.value for c in Channel]
 FREQUENCIES = [f.value for f in Frequency]
@@ -67,12 +68,40 @@ def consent_log(
 def marketing_categories() -> list[tuple[Category, list[str]]]:
     """Categories a person can opt out of (they hold marketing types), with their channels."""
     channels_by_category: dict[int, list[str]] = {}
-    types = NotificationType.objects.filter(traffic=Traffic.MARKETING, is_active=True)
+    # Digest types are Clarion's own; their channels are not a choice of their own.
+    types = NotificationType.objects.filter(traffic=Traffic.MARKETING, is_active=True).exclude(
+        key__startswith=DIGEST_TYPE_PREFIX
+    )
     for category_id, channels in types.values_list("category_id", "channels"):
         known = channels_by_category.setdefault(category_id, [])
         known.extend(c for c in channels if c not in known)
     categories = Category.objects.filter(id__in=channels_by_category).order_by("name")
     return [(c, [ch for ch in CHANNELS if ch in channels_by_category[c.id]]) for c in categories]
+
+
+def category_default_frequencies() -> dict[int, str]:
+    """What a category shows for people who chose nothing: "off" when every one of its
+    marketing types is opt-in, else the default cadence its types share (else instant)."""
+    by_category: dict[int, list[tuple[bool, str]]] = {}
+    types = NotificationType.objects.filter(traffic=Traffic.MARKETING, is_active=True).exclude(
+        key__startswith=DIGEST_TYPE_PREFIX
+    )
+    defaults = {
+        d.notification_type_id: (d.enabled, d.frequency)
+        for d in TypeDefault.objects.filter(notification_type__in=types)
+    }
+    for type_id, category_id in types.values_list("id", "category_id"):
+        by_category.setdefault(category_id, []).append(
+            defaults.get(type_id, (True, Frequency.INSTANT.value))
+        )
+    result = {}
+    for category_id, entries in by_category.items():
+        enabled = {frequency for on, frequency in entries if on}
+        if not enabled:
+            result[category_id] = Frequency.OFF.value
+        else:
+            result[category_id] = enabled.pop() if len(enabled) == 1 else Frequency.INSTANT.value
+    return result
 
 
 def preferences_snapshot(recipient: Recipient) -> dict[str, Any]:
@@ -84,8 +113,12 @@ def preferences_snapshot(recipient: Recipient) -> dict[str, Any]:
     )
     marketing = True
     channels = dict.fromkeys(CHANNELS, True)
+    starting = category_default_frequencies()
     categories: dict[str, dict] = {
-        c.key: {"frequency": Frequency.INSTANT.value, "channels": dict.fromkeys(chs, True)}
+        c.key: {
+            "frequency": starting.get(c.id, Frequency.INSTANT.value),
+            "channels": dict.fromkeys(chs, True),
+        }
         for c, chs in marketing_categories()
     }
     types: dict[str, dict] = {}

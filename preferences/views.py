@@ -7,12 +7,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from .models import ConsentLog, Frequency
 from .services import (
     Actor,
+    PreferenceError,
     marketing_categories,
     preferences_snapshot,
     preferences_update,
@@ -73,9 +75,15 @@ def _changes_from_form(post, rows: list[dict]) -> dict:
         if frequency in frequencies:
             change["frequency"] = frequency
         categories[row["key"]] = change
-    return {"marketing": "all_marketing_off" not in post, "categories": categories}
+    changes = {"marketing": "all_marketing_off" not in post, "categories": categories}
+    start, end = post.get("quiet_start", "").strip(), post.get("quiet_end", "").strip()
+    if "quiet_start" in post or "quiet_end" in post:
+        changes["quiet_hours"] = {"start": start, "end": end} if start or end else None
+    return changes
 
 
+# Personal pages: never cached by a browser or a proxy.
+@never_cache
 @require_http_methods(["GET", "POST"])
 def preference_center(request: HttpRequest, token: str) -> HttpResponse:
     grant = _grant(request, token, PREFERENCES)
@@ -85,14 +93,20 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
     with translation.override(_language(recipient.locale)):
         snapshot = preferences_snapshot(recipient)
         rows = _rows(snapshot)
+        invalid = False
         if request.method == "POST":
-            preferences_update(
-                recipient=recipient,
-                changes=_changes_from_form(request.POST, rows),
-                actor=Actor.from_request(request, ConsentLog.Source.PREFERENCE_CENTER),
-            )
-            # Post/redirect/get: a reload never posts twice.
-            return redirect(f"{request.path}?saved=1")
+            try:
+                preferences_update(
+                    recipient=recipient,
+                    changes=_changes_from_form(request.POST, rows),
+                    actor=Actor.from_request(request, ConsentLog.Source.PREFERENCE_CENTER),
+                )
+            except PreferenceError:
+                invalid = True
+            else:
+                # Post/redirect/get: a reload never posts twice.
+                return redirect(f"{request.path}?saved=1")
+        quiet = snapshot["quiet_hours"] or {}
         return render(
             request,
             "preferences/center.html",
@@ -100,14 +114,20 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
                 "rows": rows,
                 "all_marketing_off": not snapshot["marketing"],
                 "frequencies": Frequency.choices,
-                "saved": request.GET.get("saved") == "1",
+                "quiet_start": quiet.get("start", ""),
+                "quiet_end": quiet.get("end", ""),
+                "timezone": recipient.timezone or "UTC",
+                "saved": request.GET.get("saved") == "1" and not invalid,
+                "invalid": invalid,
                 "language": translation.get_language(),
                 "postal_address": settings.SENDER_POSTAL_ADDRESS,
             },
+            status=400 if invalid else 200,
         )
 
 
 @csrf_exempt  # RFC 8058: mail providers POST without cookies or tokens; this view alone.
+@never_cache
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a confirmation (scanners follow links); POST unsubscribes, 200, no redirect."""

@@ -14,7 +14,7 @@ import pytest
 
 from notifications.models import Delivery, Notification, Traffic
 from notifications.routing import route_notifications
-from preferences.models import ConsentLog, Suppression
+from preferences.models import ConsentLog, Suppression, TypeDefault
 from preferences.services import Actor, preferences_update
 from preferences.suppressions import suppression_add
 from tests.factories import CategoryFactory, NotificationFactory, RecipientFactory
@@ -84,6 +84,30 @@ CASES = [
     ),
     ("marketing in quiet hours", M, {"quiet": True}, "deferred"),
     ("marketing over the daily cap", M, {"cap_reached": True}, "capped"),
+    ("opt-in type, nothing chosen", M, {"default": {"enabled": False}}, "not_opted_in"),
+    (
+        "opt-in type, its category turned on",
+        M,
+        {"default": {"enabled": False}, "prefs": {"categories": {"c": {"frequency": "instant"}}}},
+        "send",
+    ),
+    (
+        "opt-in type, the type turned on",
+        M,
+        {"default": {"enabled": False}, "prefs": {"types": {"t": {"enabled": True}}}},
+        "send",
+    ),
+    ("opt-in default does not hold back transactional", T, {"default": {"enabled": False}}, "send"),
+    ("type defaulting to a daily digest", M, {"default": {"frequency": "daily"}}, "digested"),
+    (
+        "type defaulting to a digest, person chose instant",
+        M,
+        {
+            "default": {"frequency": "daily"},
+            "prefs": {"categories": {"c": {"frequency": "instant"}}},
+        },
+        "send",
+    ),
     (
         "marketing, digest is not capped",
         M,
@@ -105,6 +129,8 @@ def arrange(traffic: str, setup: dict):
         email="" if setup.get("no_email") else "p@example.com",
         timezone="Europe/Paris",
     )
+    if "default" in setup:
+        TypeDefault.objects.create(notification_type=ntype, **setup["default"])
     actor = Actor(source=ConsentLog.Source.API)
     changes = dict(setup.get("prefs", {}))
     if setup.get("quiet"):

@@ -241,3 +241,35 @@ def test_an_unsubscribe_while_deferred_stops_it_at_release(smtp_server, parisian
     assert statuses(notification) == [("skipped", "opted_out_marketing")]
     assert smtp_server.inbox.messages == []
     clock.reset()
+
+
+def test_digest_types_add_no_channels_to_the_preference_center(parisian, marketing):
+    from preferences.digests import digest_type
+    from preferences.services import marketing_categories
+
+    digest_type(marketing.category, ["email"])
+    [(category, channels)] = marketing_categories()
+    assert (category, channels) == (marketing.category, ["email"])
+
+
+def test_default_quiet_hours_apply_to_people_who_set_none(settings, parisian, marketing):
+    settings.DEFAULT_QUIET_HOURS = "21:00-07:00"
+    set_now(paris(15, 21, 30))
+    notification = send(marketing, [parisian], {"deal": "d"})
+    assert Delivery.objects.get(notification=notification).next_attempt_at == paris(16, 7, 0)
+    choose(parisian, quiet_hours={"start": "23:00", "end": "06:00"})
+    assert statuses(send(marketing, [parisian], {"deal": "e"})) == [("sent", "")]
+
+
+def test_a_digest_speaks_the_recipients_language(smtp_server, parisian, marketing):
+    parisian.locale = "fr"
+    parisian.save()
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(16, 12, 0))
+    for deal in ("a", "b"):
+        send(marketing, [parisian], {"deal": deal})
+    set_now(paris(17, 8, 0))
+    assert digests() == 1
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["Subject"] == "2 nouveautés: Promotions"
+    assert "Se désabonner" in message.get_body(("plain",)).get_content()

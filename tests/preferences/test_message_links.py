@@ -91,3 +91,33 @@ def test_links_and_headers_cost_no_query_per_recipient(settings, promotions):
     small = queries_to_route_and_send(marketing, 10, settings)
     large = queries_to_route_and_send(marketing, 200, settings)
     assert small == large, f"{small} queries for 10 recipients, {large} for 200"
+
+
+def test_a_marketing_sms_reaches_twilio_with_the_opt_out_wording(
+    settings, http_server, ada, promotions
+):
+    from channels import registry
+    from tests.support.twilio import FakeTwilio
+
+    twilio = FakeTwilio(http_server)
+    http_server.responder = twilio.respond
+    settings.PROVIDERS = {
+        **settings.PROVIDERS,
+        "sms": {
+            "channel": "sms",
+            "backend": "channels.sms.TwilioProvider",
+            "options": {
+                "account_sid": "AC0123456789abcdef0123456789abcdef",
+                "auth_token": "token",
+                "from_number": "+15559990000",
+                "base_url": http_server.url,
+            },
+        },
+    }
+    registry.reset()
+    deals = make_type("sms-deals", Traffic.MARKETING, promotions, channels=("sms",))
+    code = make_type("sms-code", Traffic.TRANSACTIONAL, promotions, channels=("sms",))
+    send(deals, [ada], {"deal": "T-1"})
+    send(code, [ada], {"deal": "T-2"})
+    bodies = [m["Body"] for m in twilio.messages()]
+    assert bodies == ["Deal T-1 Reply STOP to opt out.", "Deal T-2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.db import connections
 from playwright.sync_api import sync_playwright
 
 from notifications.models import Delivery
@@ -35,6 +36,8 @@ def browser(monkeypatch):
         )
         yield browser
         browser.close()
+        # ORM calls made inside Playwright's greenlet opened a connection of their own.
+        connections.close_all()
 
 
 def preference_link(message) -> str:

@@ -100,3 +100,22 @@ def test_the_schema_documents_the_preferences_paths(api, db):
     assert set(path) >= {"get", "patch"}
     assert "/api/v1/recipients/{external_id}/erase/" in schema["paths"]
     assert "/api/v1/recipients/{external_id}/export/" in schema["paths"]
+
+
+def test_an_opt_in_category_starts_off_and_a_digest_default_shows(api, ada, promotions):
+    from notifications.models import Traffic
+    from preferences.models import TypeDefault
+    from tests.factories import CategoryFactory
+
+    from .conftest import make_type
+
+    TypeDefault.objects.create(
+        notification_type=make_type("beta-invites", Traffic.MARKETING, promotions), enabled=False
+    )
+    social = CategoryFactory(key="social", name="Social")
+    TypeDefault.objects.create(
+        notification_type=make_type("likes", Traffic.MARKETING, social), frequency="daily"
+    )
+    categories = api.get(URL).json()["categories"]
+    assert categories["promotions"]["frequency"] == "off"
+    assert categories["social"]["frequency"] == "daily"

@@ -132,3 +132,43 @@ def test_the_pages_speak_the_recipients_language(ada, marketing):
     assert "Résumé quotidien" in page
     confirm = Client().get(f"/unsubscribe/{make_token(ada, UNSUBSCRIBE, marketing.category)}/")
     assert "Se désabonner" in confirm.content.decode()
+
+
+def test_quiet_hours_are_set_and_cleared_on_the_page(ada, marketing):
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    client.post(
+        url, {"frequency-promotions": "instant", "quiet_start": "22:00", "quiet_end": "07:00"}
+    )
+    assert preferences_snapshot(ada)["quiet_hours"] == {"start": "22:00", "end": "07:00"}
+    assert 'value="22:00"' in client.get(url).content.decode()
+    client.post(url, {"frequency-promotions": "instant", "quiet_start": "", "quiet_end": ""})
+    assert preferences_snapshot(ada)["quiet_hours"] is None
+
+
+def test_half_a_quiet_window_is_refused_and_nothing_is_saved(ada, marketing):
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    response = Client().post(
+        url, {"frequency-promotions": "off", "all_marketing_off": "on", "quiet_start": "22:00"}
+    )
+    assert response.status_code == 400
+    assert b'id="invalid"' in response.content
+    assert not Preference.objects.exists()
+    assert not ConsentLog.objects.exists()
+
+
+def test_an_opt_in_type_starts_off_on_the_page_and_turning_it_on_opts_in(ada, marketing):
+    from notifications.models import Delivery
+    from preferences.models import TypeDefault
+
+    from .conftest import send
+
+    TypeDefault.objects.create(notification_type=marketing, enabled=False)
+    first = send(marketing, [ada], {"deal": "1"})
+    assert Delivery.objects.get(notification=first).skip_reason == "not_opted_in"
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    page = Client().get(url).content.decode()
+    assert '<option value="off" selected>' in page
+    Client().post(url, {"frequency-promotions": "instant", "channel-promotions-email": "on"})
+    second = send(marketing, [ada], {"deal": "2"})
+    assert Delivery.objects.get(notification=second).status == "sent"
