@@ -20,6 +20,7 @@ __all__ = ["RenderLimitError", "TestableUndefined", "render_parts", "render_vers
 HTML_PARTS = frozenset({"html"})
 # Parts that become one header line: a CR or LF there could start a new header.
 HEADER_PARTS = frozenset({"subject", "title"})
+_BLANK_LINES = re.compile(r"\n\s*\n(?:\s*\n)+")
 _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 
 
@@ -66,6 +67,9 @@ def render_parts(
             continue
         text = render_bounded(_compiled_part(version_id, part, source), context)
         rendered[part] = one_line(text) if part in HEADER_PARTS else text
+    if compiled.get("_compiled", {}).get("text_derived") and "text" in rendered:
+        # Loops and ifs in the HTML leave runs of blank lines in the derived text.
+        rendered["text"] = _BLANK_LINES.sub("\n\n", rendered["text"])
     return rendered
 
 

@@ -14,6 +14,8 @@ from jinja2.exceptions import SecurityError, TemplateRuntimeError, TemplateSynta
 from jinja2.runtime import StrictUndefined, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .utm import with_utm
+
 # The names a message template may start from; anything else is refused when it is saved.
 CONTEXT_ROOTS = frozenset({"data", "recipient", "links", "notification"})
 # Jinja globals kept: range (capped) and dict. cycler, joiner, lipsum and namespace are
@@ -187,6 +189,7 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         )
         self.globals = {"range": _safe_range, "dict": dict}
         self.filters["_bounded"] = _bounded
+        self.filters["with_utm"] = with_utm
         for name, function in list(self.filters.items()):
             if name != "_bounded":
                 self.filters[name] = _sized_filter(name, function)
