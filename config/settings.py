@@ -363,3 +363,9 @@ CELERY_BEAT_SCHEDULE["send-digests"] = {
     "task": "clarion.send_digests",
     "schedule": DIGEST_INTERVAL_SECONDS,
 }
+
+# Message templates (issue 6): limits of the Jinja2 sandbox, per part and per render.
+TEMPLATE_MAX_SOURCE_CHARS = env_int("TEMPLATE_MAX_SOURCE_CHARS", 200_000)
+TEMPLATE_MAX_OUTPUT_CHARS = env_int("TEMPLATE_MAX_OUTPUT_CHARS", 1_000_000)
+TEMPLATE_MAX_LOOP_ITERATIONS = env_int("TEMPLATE_MAX_LOOP_ITERATIONS", 1_000_000)
+TEMPLATE_MAX_RENDER_SECONDS = env_float("TEMPLATE_MAX_RENDER_SECONDS", 0.5)

@@ -12,7 +12,7 @@ from typing import Any
 from channels.base import Message
 from preferences.addresses import recipient_address
 from preferences.links import email_headers, links_for, with_sms_opt_out
-from templates_app.rendering import render_parts
+from templates_app.rendering import render_version
 from templates_app.selection import pick, versions_for
 
 from .models import Delivery, Recipient
@@ -65,7 +65,7 @@ class MessageBuilder:
         version = self.version_for(delivery)
         context = context_for(delivery)
         if version is not None:
-            content = render_parts(version.compiled or version.content, context)
+            content = render_version(version, context)
         elif delivery.channel == "webhook":
             content = {}
         else:

@@ -17,8 +17,9 @@ from django.db import transaction
 
 from notifications.models import Category, Channel, NotificationType, Traffic
 
-from .models import Layout, Template
+from .models import Layout, Template, UtmParameters
 from .services import template_version_save
+from .validation import TemplateInvalid, syntax_problems
 
 # Parts each channel's template must have, and parts it may have.
 REQUIRED_PARTS = {
@@ -45,6 +46,7 @@ TYPE_FIELDS = {
     "layout",
     "is_active",
     "templates",
+    "utm",
 }
 
 
@@ -142,11 +144,19 @@ def sync(document: dict[str, Any], *, user=None) -> SyncResult:
                 "is_active": item.get("is_active", True),
             },
         )
+        _sync_utm(ntype, item.get("utm") or {})
         layout = layouts.get(item["layout"]) if item.get("layout") else None
         for channel, by_locale in (item.get("templates") or {}).items():
             for locale, content in by_locale.items():
                 _sync_template(ntype, channel, str(locale), content, layout, result, user)
     return result
+
+
+def _sync_utm(ntype, params: dict) -> None:
+    if params:
+        UtmParameters.objects.update_or_create(notification_type=ntype, defaults={"params": params})
+    else:
+        UtmParameters.objects.filter(notification_type=ntype).delete()
 
 
 def _upsert(model, result: SyncResult, kind: str, *, key: str, values: dict):
@@ -177,7 +187,11 @@ def _sync_template(ntype, channel, locale, content, layout, result, user) -> Non
         template.layout = layout
         template.save(update_fields=["layout", "updated_at"])
     content = {part: value for part, value in content.items() if value is not None}
-    _, new_version = template_version_save(template, content, user=user)
+    try:
+        _, new_version = template_version_save(template, content, user=user)
+    except TemplateInvalid as exc:
+        where = f"types ({ntype.key}).templates.{channel}.{locale}"
+        raise CatalogError([f"{where}: {problem}" for problem in exc.problems]) from exc
     if created:
         result.created["templates"] += 1
     elif new_version:
@@ -247,6 +261,12 @@ def _type_problems(item: dict, where: str, categories: set, layouts: set) -> lis
     for channel in channels:
         if channel not in Channel.values:
             problems.append(f"{where}.channels: unknown channel {channel!r}")
+    utm = item.get("utm") or {}
+    if not isinstance(utm, dict) or any(
+        not (isinstance(k, str) and k.startswith("utm_") and isinstance(v, str))
+        for k, v in utm.items()
+    ):
+        problems.append(f"{where}.utm: must map utm_* names to text")
     if item.get("layout") and item["layout"] not in layouts:
         problems.append(f"{where}.layout: unknown layout {item['layout']!r}")
     problems.extend(_fallback_problems(item.get("fallbacks") or {}, channels, where))
@@ -295,4 +315,7 @@ def _template_problems(channel: str, by_locale: Any, where: str) -> list[str]:
         bad = [p for p, v in content.items() if v is not None and not isinstance(v, str)]
         if bad:
             problems.append(f"{here}: parts must be text: {', '.join(sorted(bad))}")
+        else:
+            parts = {p: v for p, v in content.items() if v is not None}
+            problems.extend(f"{here}.{problem}" for problem in syntax_problems(parts))
     return problems

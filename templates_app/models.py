@@ -75,3 +75,21 @@ class TemplateVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} v{self.number}"
+
+
+class UtmParameters(models.Model):
+    """UTM parameters added to the http(s) links of one notification type's email."""
+
+    notification_type = models.OneToOneField(
+        NotificationType, on_delete=models.CASCADE, related_name="utm_parameters"
+    )
+    params = models.JSONField(
+        default=dict, help_text='e.g. {"utm_source": "clarion", "utm_medium": "email"}'
+    )
+
+    class Meta:
+        verbose_name = "UTM parameters"
+        verbose_name_plural = "UTM parameters"
+
+    def __str__(self) -> str:
+        return f"UTM for {self.notification_type_id}"

@@ -8,7 +8,9 @@ from typing import Any
 
 from django.db import transaction
 
+from .compiling import compile_content
 from .models import Template, TemplateVersion
+from .validation import check_or_raise
 
 
 def content_checksum(content: dict[str, Any]) -> str:
@@ -16,19 +18,21 @@ def content_checksum(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def compile_content(template: Template, content: dict[str, Any]) -> dict[str, Any]:
-    """What sending renders: the authored parts, ready for the sandbox."""
-    return dict(content)
-
-
 @transaction.atomic
 def template_version_save(
     template: Template, content: dict[str, Any], *, user=None
 ) -> tuple[TemplateVersion, bool]:
-    """Make ``content`` the template's current version; a new one only if it changed."""
+    """Make ``content`` the template's current version; a new one only if it changed.
+
+    Raises TemplateInvalid (nothing saved) when the content has errors (validation.py).
+    """
+    check_or_raise(template.channel, content, template.notification_type.sample_data)
     # Lock the template so two saves never take the same version number.
     template = Template.objects.select_for_update().get(pk=template.pk)
-    checksum = content_checksum(content)
+    compiled = compile_content(template, content)
+    # The compiled form counts too: a layout, footer or UTM change makes a new version, so a
+    # version always says exactly what its deliveries were sent.
+    checksum = content_checksum({"content": content, "compiled": compiled})
     current = template.current_version
     if current is not None and current.checksum == checksum:
         return current, False
@@ -37,7 +41,7 @@ def template_version_save(
         template=template,
         number=(last or 0) + 1,
         content=content,
-        compiled=compile_content(template, content),
+        compiled=compiled,
         checksum=checksum,
         created_by=user,
     )

@@ -1,0 +1,162 @@
+"""The sandbox: injection payloads, loop work, output size, autoescaping and header lines."""
+
+from __future__ import annotations
+
+import time
+
+import jinja2
+import pytest
+
+from templates_app.rendering import render_parts
+from templates_app.sandbox import RenderLimitError
+
+CONTEXT = {
+    "data": {"name": "Ada", "items": ["a", "b"], "html": "<b>x</b>"},
+    "recipient": {"external_id": "u1"},
+    "links": {"preferences_url": "https://example.com/p"},
+    "notification": {"id": "n1", "type": "t"},
+}
+SECRET_MARKERS = ("SECRET", "django-insecure", "<class", "&lt;class", " object at 0x", "function")
+
+# Each payload with the exception rendering raises: none may print a secret or a class repr.
+PAYLOADS = [
+    ("{{ settings.SECRET_KEY }}", jinja2.UndefinedError),
+    ("{{ request.META }}", jinja2.UndefinedError),
+    ("{{ config.items() }}", jinja2.UndefinedError),
+    ("{{ ''.__class__.__mro__ }}", jinja2.exceptions.SecurityError),
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}", jinja2.exceptions.SecurityError),
+    ("{{ cycler.__init__.__globals__ }}", jinja2.exceptions.SecurityError),
+    ("{{ self }}", jinja2.TemplateSyntaxError),
+    ("{{ self._TemplateReference__context }}", jinja2.TemplateSyntaxError),
+    ("{% include '/etc/passwd' %}", jinja2.TemplateNotFound),
+    ("{% include '../../config/settings.py' %}", jinja2.TemplateNotFound),
+    ("{% extends '/etc/hostname' %}", jinja2.TemplateNotFound),
+    ("{{ range }}", jinja2.exceptions.SecurityError),
+    ("{{ range|string }}", jinja2.exceptions.SecurityError),
+    ("{{ 'x' ~ dict }}", jinja2.exceptions.SecurityError),
+    ("{{ data.name.upper }}", jinja2.exceptions.SecurityError),
+    ("{{ [range] }}", jinja2.exceptions.SecurityError),
+    ("{{ lipsum.__globals__ }}", jinja2.UndefinedError),
+    ("{{ namespace() }}", jinja2.UndefinedError),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("channel_part", ["html", "text"])
+@pytest.mark.parametrize(("payload", "error"), PAYLOADS, ids=[p for p, _ in PAYLOADS])
+def test_injection_payload_is_refused_without_revealing_anything(payload, error, channel_part):
+    with pytest.raises(error) as caught:
+        render_parts({channel_part: payload}, CONTEXT)
+
+    message = str(caught.value)
+    assert not any(marker in message for marker in ("SECRET_KEY =", "django-insecure", "0x"))
+
+
+def test_a_billion_iteration_loop_is_stopped_within_a_second():
+    source = "{% for i in range(100000) %}{% for j in range(10000) %}{% endfor %}"
+    source += "{% endfor %}"
+    started = time.monotonic()
+
+    with pytest.raises(RenderLimitError, match="loop iterations|took more than"):
+        render_parts({"text": source}, CONTEXT)
+
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_loop_over_a_built_list_is_counted_too():
+    source = "{% set a = range(100000)|list %}"
+    source += "{% for i in a %}{% for j in a %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+
+    with pytest.raises(RenderLimitError):
+        render_parts({"text": source}, CONTEXT)
+
+    assert time.monotonic() - started < 1.0
+
+
+def test_slow_loop_bodies_are_stopped_by_the_clock(settings):
+    settings.TEMPLATE_MAX_LOOP_ITERATIONS = 10**9
+    source = "{% for i in range(100000) %}{% for j in range(100000) %}"
+    source += "{% if j * 3 == -1 %}never{% endif %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+
+    with pytest.raises(RenderLimitError, match="took more than 0.5 s"):
+        render_parts({"text": source}, CONTEXT)
+
+    assert time.monotonic() - started < 1.0
+
+
+def test_ten_megabytes_of_output_is_cut_at_the_limit():
+    source = "{% for i in range(10) %}{{ 'x' * 1000000 }}{% endfor %}"
+
+    with pytest.raises(RenderLimitError, match="output cut: longer than 1,000,000") as caught:
+        render_parts({"html": source}, CONTEXT)
+
+    assert len(caught.value.partial) == 1_000_000 + len("\n[cut]")
+    assert caught.value.partial.endswith("[cut]")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 10000000 }}",
+        "{{ 'x'|center(1000000000) }}",
+        "{{ '%999999999s' % 'x' }}",
+        "{{ '{:>999999999}'.format('x') }}",
+        "{{ '%999999999s'|format('x') }}",
+        "{{ ('a' * 999999)|replace('a', 'bb' * 999) }}",
+        "{{ 9 ** 100000 }}",
+        "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    ],
+)
+def test_expanding_operations_are_refused_before_they_allocate(source):
+    with pytest.raises(RenderLimitError):
+        render_parts({"text": source}, CONTEXT)
+
+
+def test_oversized_source_is_refused(settings):
+    settings.TEMPLATE_MAX_SOURCE_CHARS = 1000
+
+    with pytest.raises(jinja2.TemplateSyntaxError, match="longer than 1,000 characters"):
+        render_parts({"text": "x" * 1001}, CONTEXT)
+
+
+def test_html_is_autoescaped_and_text_parts_are_not():
+    parts = {
+        "html": "<p>{{ data.html }}</p>",
+        "text": "{{ data.html }}",
+        "subject": "{{ data.html }}",
+        "title": "{{ data.html }}",
+    }
+
+    rendered = render_parts(parts, CONTEXT)
+
+    assert rendered["html"] == "<p>&lt;b&gt;x&lt;/b&gt;</p>"
+    assert rendered["text"] == rendered["subject"] == rendered["title"] == "<b>x</b>"
+
+
+@pytest.mark.parametrize(
+    "value", ["Hi\r\nBcc: evil@example.com", "Hi\nBcc: evil@example.com", "Hi\u2028Bcc: x"]
+)
+def test_line_breaks_in_a_subject_become_spaces(value):
+    rendered = render_parts({"subject": "Re: {{ data.s }}"}, {**CONTEXT, "data": {"s": value}})
+
+    assert "\r" not in rendered["subject"] and "\n" not in rendered["subject"]
+    assert rendered["subject"].startswith("Re: Hi ")
+
+
+def test_event_data_keys_win_over_dict_methods():
+    assert render_parts({"text": "{{ data.items|join(',') }}"}, CONTEXT) == {"text": "a,b"}
+
+
+def test_none_prints_as_nothing_and_plain_data_prints():
+    context = {**CONTEXT, "data": {"a": None, "n": 3, "l": [1, 2]}}
+
+    assert render_parts({"text": "[{{ data.a }}]{{ data.n }}{{ data.l }}"}, context) == {
+        "text": "[]3[1, 2]"
+    }
+
+
+def test_a_context_with_objects_is_refused():
+    with pytest.raises(jinja2.exceptions.SecurityError, match="plain JSON"):
+        render_parts({"text": "hi"}, {"data": {"when": object()}})
