@@ -17,23 +17,34 @@ SIGNATURE_HEADER = "Clarion-Signature"
 USER_AGENT = "Clarion-Webhook/1"
 
 
+def split_secrets(value: str) -> list[str]:
+    return [secret.strip() for secret in value.split(",") if secret.strip()]
+
+
+def signing_secrets() -> list[str]:
+    """WEBHOOK_SIGNING_SECRET ("new,old" while rotating), or one derived from SECRET_KEY
+    (never SECRET_KEY itself, which receivers must not hold)."""
+    configured = split_secrets(settings.WEBHOOK_SIGNING_SECRET)
+    if configured:
+        return configured
+    derived = hmac.new(settings.SECRET_KEY.encode(), b"clarion-webhook-signing", hashlib.sha256)
+    return [derived.hexdigest()]
+
+
 def signing_secret() -> str:
-    """WEBHOOK_SIGNING_SECRET, or one derived from SECRET_KEY (never SECRET_KEY itself)."""
-    if settings.WEBHOOK_SIGNING_SECRET:
-        return settings.WEBHOOK_SIGNING_SECRET
-    return hmac.new(
-        settings.SECRET_KEY.encode(), b"clarion-webhook-signing", hashlib.sha256
-    ).hexdigest()
+    """The current secret (the first): what receivers should be given."""
+    return signing_secrets()[0]
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``.
+def signature(secrets: list[str], timestamp: int, body: bytes) -> str:
+    """``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, one ``v1`` per secret.
 
-    The timestamp is signed with the body so a captured request cannot be replayed later.
+    The timestamp is signed with the body so a captured request cannot be replayed later;
+    while a secret is rotated, receivers holding either the new or the old one can verify.
     """
     signed = str(timestamp).encode() + b"." + body
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+    digests = [hmac.new(s.encode(), signed, hashlib.sha256).hexdigest() for s in secrets]
+    return ",".join([f"t={timestamp}", *(f"v1={digest}" for digest in digests)])
 
 
 def payload_of(message: Message) -> Any:
@@ -49,20 +60,20 @@ class WebhookProvider:
     def __init__(self, *, name: str, channel: str, secret: str = "", timeout: float | None = None):
         self.name = name
         self.channel = channel
-        self.secret = secret
+        self.secrets = split_secrets(secret)
         self.timeout = timeout
 
     def send_batch(self, messages: list[Message]) -> list[Outcome]:
-        secret = self.secret or signing_secret()
+        secrets = self.secrets or signing_secrets()
         # One connection pool per batch: receivers on the same host reuse a connection.
         with HttpClient(
             policy=AddressPolicy.for_webhooks(),
             read_timeout=self.timeout or settings.WEBHOOK_TIMEOUT_SECONDS,
             user_agent=USER_AGENT,
         ) as http:
-            return [self._send_one(http, secret, message) for message in messages]
+            return [self._send_one(http, secrets, message) for message in messages]
 
-    def _send_one(self, http: HttpClient, secret: str, message: Message) -> Outcome:
+    def _send_one(self, http: HttpClient, secrets: list[str], message: Message) -> Outcome:
         if not message.to:
             return Outcome.failed(message.delivery_id, PERMANENT, "recipient has no webhook URL")
         try:
@@ -74,7 +85,7 @@ class WebhookProvider:
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(secret, timestamp, encoded),
+            SIGNATURE_HEADER: signature(secrets, timestamp, encoded),
             "Clarion-Delivery-Id": str(message.delivery_id),
             "Clarion-Notification-Id": str(message.metadata.get("notification_id", "")),
             "Clarion-Event": str(message.metadata.get("type", "")),

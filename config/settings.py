@@ -273,7 +273,9 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Clarion <notifications@example.com>")
-ANYMAIL = {}
+# anymail's tracking webhooks (/webhooks/anymail/<esp>/tracking/) refuse any request without
+# this HTTP basic auth "user:password"; configure the same in the ESP's webhook URL.
+ANYMAIL = {"WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET")} if env("ANYMAIL_WEBHOOK_SECRET") else {}
 # Mailbox that receives mailto: unsubscribes (optional List-Unsubscribe mailto: target).
 UNSUBSCRIBE_MAILTO = env("UNSUBSCRIBE_MAILTO")
 # CAN-SPAM: a physical postal address in every marketing email.
@@ -287,6 +289,13 @@ TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID")
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL")
 SMS_BACKEND = env("SMS_BACKEND", "console" if not TWILIO_ACCOUNT_SID else "twilio")
 TWILIO_TIMEOUT_SECONDS = env_float("TWILIO_TIMEOUT_SECONDS", 15)
+# Replies to SMS keywords (empty: no reply, e.g. when Twilio's Advanced Opt-Out answers itself).
+SMS_STOP_REPLY = env(
+    "SMS_STOP_REPLY",
+    "You are unsubscribed and will receive no more messages. Reply START to resume.",
+)
+SMS_START_REPLY = env("SMS_START_REPLY", "You are subscribed again. Reply STOP to unsubscribe.")
+SMS_HELP_REPLY = env("SMS_HELP_REPLY", "Reply STOP to unsubscribe, START to resubscribe.")
 # Twilio reports delivery status here; only when Clarion has an address Twilio can reach.
 TWILIO_STATUS_CALLBACK_URL = env(
     "TWILIO_STATUS_CALLBACK_URL",

@@ -45,10 +45,15 @@ def suppression_remove(
     source: str = "",
     log_source: str = ConsentLog.Source.SYSTEM,
     recipient=None,
+    reason: str | None = None,
 ) -> bool:
-    deleted, _ = Suppression.objects.filter(
+    """Lift a suppression; with ``reason``, only one made for that reason (START lifts STOP)."""
+    suppressions = Suppression.objects.filter(
         channel=channel, address_hash=address_hash(channel, address), scope=scope
-    ).delete()
+    )
+    if reason is not None:
+        suppressions = suppressions.filter(reason=reason)
+    deleted, _ = suppressions.delete()
     if deleted:
         ConsentLog.objects.create(
             recipient=recipient,
