@@ -16,11 +16,12 @@ from django.utils.safestring import mark_safe
 
 from notifications.models import Recipient
 
+from .compiling import CONTENT_SLOT, templates_using
 from .models import Layout, Template, TemplateVersion, UtmParameters
 from .previews import preview_type
-from .services import template_version_save
+from .services import template_version_save, templates_recompile
 from .test_sends import TestSendError, test_send
-from .validation import CHANNEL_PARTS, TemplateInvalid, validate_content
+from .validation import CHANNEL_PARTS, TemplateInvalid, syntax_problems, validate_content
 
 PART_FIELDS = ["subject", "html", "text", "title", "body", "link", "payload"]
 SINGLE_LINE = {"subject", "title", "link"}
@@ -322,12 +323,68 @@ def _authoring_help() -> str:
     )
 
 
+class RecompileOnSave:
+    """Saving a layout or UTM parameters gives the emails that use them a new version."""
+
+    def recompile(self, request, templates) -> None:
+        try:
+            with transaction.atomic():
+                changed = templates_recompile(templates, user=request.user)
+        except TemplateInvalid as exc:
+            messages.error(request, f"Templates not recompiled: {exc}")
+            return
+        messages.info(request, f"{changed} email template(s) got a new version.")
+
+
+class LayoutForm(forms.ModelForm):
+    class Meta:
+        model = Layout
+        fields = ["key", "name", "html", "text"]
+
+    def clean(self):
+        cleaned = super().clean()
+        for part in ("html", "text"):
+            source = cleaned.get(part) or ""
+            if part == "html" and not CONTENT_SLOT.search(source):
+                self.add_error(part, "A layout must place the content with {{ content }}.")
+                continue
+            # Checked as it will be compiled: with the content spliced in its slot.
+            for problem in syntax_problems({part: CONTENT_SLOT.sub("", source)}):
+                self.add_error(part, problem)
+        return cleaned
+
+
 @admin.register(Layout)
-class LayoutAdmin(admin.ModelAdmin):
+class LayoutAdmin(RecompileOnSave, admin.ModelAdmin):
+    form = LayoutForm
     list_display = ["key", "name", "updated_at"]
     search_fields = ["key", "name"]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self.recompile(request, templates_using(layout=obj))
+
+
+class UtmForm(forms.ModelForm):
+    class Meta:
+        model = UtmParameters
+        fields = ["notification_type", "params"]
+
+    def clean_params(self):
+        params = self.cleaned_data["params"]
+        if not isinstance(params, dict) or any(
+            not (isinstance(k, str) and k.startswith("utm_") and isinstance(v, str))
+            for k, v in params.items()
+        ):
+            raise forms.ValidationError('Map utm_* names to text, e.g. {"utm_source": "x"}.')
+        return params
+
 
 @admin.register(UtmParameters)
-class UtmParametersAdmin(admin.ModelAdmin):
+class UtmParametersAdmin(RecompileOnSave, admin.ModelAdmin):
+    form = UtmForm
     list_display = ["notification_type", "params"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self.recompile(request, templates_using(ntype=obj.notification_type))
