@@ -75,9 +75,12 @@ def send_deliveries(delivery_ids: list[int]) -> None:
 def _still_eligible(deliveries: list[Delivery], now) -> list[Delivery]:
     """Skip what the recipient opted out of, or got suppressed for, since routing."""
     groups: dict[tuple[int, str], list[Delivery]] = defaultdict(list)
-    for delivery in deliveries:
-        groups[(delivery.notification.type_id, delivery.channel)].append(delivery)
     keep: list[Delivery] = []
+    for delivery in deliveries:
+        if delivery.is_test:  # a staff member's own test send (admin): no preferences apply
+            keep.append(delivery)
+            continue
+        groups[(delivery.notification.type_id, delivery.channel)].append(delivery)
     skipped: list[Delivery] = []
     for (_, channel), group in groups.items():
         ntype = group[0].notification.type

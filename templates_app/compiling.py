@@ -18,6 +18,8 @@ from .utm import with_utm
 
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+# Clarion's own links (preference center, unsubscribe) never get UTM parameters.
+OWN_LINK = re.compile(r"\s*\{\{-?\s*links\.\w+\s*-?\}\}\s*")
 HREF = re.compile(r'(<a\b[^>]*?\bhref=")([^"]*)(")', re.IGNORECASE)
 
 # Used when no layout named "default" exists and the template names none.
@@ -83,6 +85,19 @@ def compile_content(template: Template, content: dict[str, Any]) -> dict[str, An
     return compiled
 
 
+def templates_using(*, layout: Layout | None = None, ntype=None):
+    """Email templates whose compiled form depends on a layout or a type's UTM parameters."""
+    templates = Template.objects.filter(channel=Channel.EMAIL, current_version__isnull=False)
+    if layout is not None:
+        uses_default = layout.key == "default"
+        templates = templates.filter(layout=layout) | (
+            templates.filter(layout__isnull=True) if uses_default else templates.none()
+        )
+    if ntype is not None:
+        templates = templates.filter(notification_type=ntype)
+    return templates.select_related("notification_type", "current_version")
+
+
 def _layout(template: Template) -> Layout | None:
     if template.layout_id:
         return template.layout
@@ -139,6 +154,8 @@ def add_utm(source: str, params: dict[str, str]) -> str:
 
     def tag(match: re.Match) -> str:
         href = match.group(2)
+        if OWN_LINK.fullmatch(href):
+            return match.group(0)
         if JINJA.search(href):
             href = f"{{% filter with_utm('{query}') %}}{href}{{% endfilter %}}"
         else:

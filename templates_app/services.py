@@ -48,3 +48,15 @@ def template_version_save(
     template.current_version = version
     template.save(update_fields=["current_version", "updated_at"])
     return version, True
+
+
+def templates_recompile(templates, *, user=None) -> int:
+    """Compile the current content of ``templates`` again (after a layout or UTM change).
+
+    Each whose compiled form changed gets a new version; returns how many did.
+    """
+    changed = 0
+    for template in templates:
+        _, created = template_version_save(template, template.current_version.content, user=user)
+        changed += created
+    return changed

@@ -1,0 +1,75 @@
+"""What a notification type looks like on each channel, rendered for the admin preview."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from notifications.messages import recipient_context
+from notifications.models import NotificationType, Recipient
+from preferences.links import links_for
+
+from .models import TemplateVersion
+from .rendering import render_version
+from .sandbox import RenderLimitError
+from .selection import pick, versions_for
+from .validation import SmsLength, sample_context, sms_length
+
+
+@dataclass
+class ChannelPreview:
+    channel: str
+    version: TemplateVersion | None
+    parts: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    sms: SmsLength | None = None
+
+
+def preview_context(ntype: NotificationType, recipient: Recipient | None) -> dict[str, Any]:
+    """Sample data, with a real recipient's fields and links when one is chosen."""
+    context = sample_context(dict(ntype.sample_data or {}))
+    context["notification"] = {"id": "preview", "type": ntype.key}
+    if recipient is not None:
+        context["recipient"] = recipient_context(recipient)
+        context["links"] = links_for(recipient, ntype)
+    return context
+
+
+def preview_type(
+    ntype: NotificationType,
+    locale: str,
+    *,
+    recipient: Recipient | None = None,
+    version: TemplateVersion | None = None,
+) -> list[ChannelPreview]:
+    """Every channel of the type in ``locale`` (with fallback); ``version`` replaces its own."""
+    context = preview_context(ntype, recipient)
+    channels = list(
+        dict.fromkeys([*ntype.channels, *([version.template.channel] if version else [])])
+    )
+    previews = []
+    for channel in channels:
+        chosen = pick(versions_for(ntype.id, channel), locale)
+        if version is not None and version.template.channel == channel:
+            chosen = version
+        previews.append(_render(channel, chosen, context))
+    return previews
+
+
+def _render(channel: str, version: TemplateVersion | None, context: dict) -> ChannelPreview:
+    preview = ChannelPreview(channel, version)
+    if version is None:
+        preview.error = "no template for this channel and locale" if channel != "webhook" else ""
+        return preview
+    try:
+        preview.parts = render_version(version, context)
+    except RenderLimitError as exc:
+        preview.error = str(exc)
+        preview.parts = {"text": exc.partial}
+    except jinja2.TemplateError as exc:
+        preview.error = f"{type(exc).__name__}: {exc}"
+    if channel == "sms" and isinstance(preview.parts.get("text"), str):
+        preview.sms = sms_length(preview.parts["text"])
+    return preview

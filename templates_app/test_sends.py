@@ -1,0 +1,64 @@
+"""Send a template to the staff member trying it, through the normal send path, as a test."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from channels.registry import primary_provider
+from notifications.models import Delivery, Notification, Recipient
+from notifications.sending import send_deliveries
+
+from .models import Template
+
+
+class TestSendError(ValueError):
+    """A test send that cannot be made (no address, channel without a test target)."""
+
+    __test__ = False  # not a pytest class
+
+
+def staff_recipient(user, *, locale: str, phone: str = "") -> Recipient:
+    """The recipient standing for a staff member in test sends (never a real customer)."""
+    recipient, _ = Recipient.objects.update_or_create(
+        external_id=f"staff-test-{user.pk}",
+        defaults={"email": user.email, "phone": phone, "locale": locale},
+    )
+    return recipient
+
+
+def test_send(template: Template, *, user, phone: str = "") -> Delivery:
+    """Render the template's current version with its sample data and send it to ``user``.
+
+    Email goes to the staff member's own address; SMS to the number they give (Django users
+    have no phone field); in-app to their own feed. Recorded as a Delivery with is_test.
+    """
+    channel = template.channel
+    if template.current_version_id is None:
+        raise TestSendError("this template has no version yet")
+    if channel == "email" and not user.email:
+        raise TestSendError("your staff account has no email address")
+    if channel == "sms" and not phone.strip():
+        raise TestSendError("give your own phone number for an SMS test")
+    if channel == "webhook":
+        raise TestSendError("webhook templates have no test send; use the preview")
+    ntype = template.notification_type
+    with transaction.atomic():
+        recipient = staff_recipient(user, locale=template.locale, phone=phone.strip())
+        notification = Notification.objects.create(
+            type=ntype,
+            api_key_id=f"admin-test:{user.get_username()}"[:150],
+            data=dict(ntype.sample_data or {}),
+            recipient_ids=[recipient.external_id],
+            status=Notification.Status.ROUTED,
+        )
+        delivery = Delivery.objects.create(
+            notification=notification,
+            recipient=recipient,
+            channel=channel,
+            traffic=ntype.traffic,
+            provider=primary_provider(channel),
+            is_test=True,
+        )
+    send_deliveries([delivery.id])
+    delivery.refresh_from_db()
+    return delivery

@@ -1,0 +1,178 @@
+"""Template admin: authoring with validation, history, diff, restore, preview and test send."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from notifications.models import Delivery, FeedItem
+from templates_app.models import Template, TemplateVersion
+from templates_app.services import template_version_save
+from tests.factories import NotificationTypeFactory, RecipientFactory, TemplateFactory
+
+pytestmark = pytest.mark.django_db
+
+SAMPLE = {"order_id": "A-1", "note": "<b>bold</b>"}
+EMAIL = {"subject": "Order {{ data.order_id }}", "html": "<p>Order {{ data.order_id }}</p>"}
+
+
+@pytest.fixture
+def ntype():
+    return NotificationTypeFactory(
+        key="order-shipped", channels=["email", "sms", "in_app"], sample_data=SAMPLE
+    )
+
+
+@pytest.fixture
+def email_template(ntype):
+    template = TemplateFactory(notification_type=ntype, channel="email")
+    template_version_save(template, EMAIL)
+    template.refresh_from_db()
+    return template
+
+
+def form_data(ntype, channel="email", **parts):
+    data = {"notification_type": ntype.pk, "channel": channel, "locale": "en", "layout": ""}
+    data.update({f"versions-{k}": v for k, v in {"TOTAL_FORMS": 0, "INITIAL_FORMS": 0}.items()})
+    data.update(parts)
+    return data
+
+
+def test_a_syntax_error_is_shown_with_its_line_and_nothing_is_saved(admin_client, ntype):
+    response = admin_client.post(
+        "/admin/templates_app/template/add/",
+        form_data(ntype, subject="Hi", html="<p>ok</p>\n<p>{{ data.order_id </p>"),
+    )
+
+    assert response.status_code == 200
+    assert "html, line 2:" in response.text
+    assert not Template.objects.exists() and not TemplateVersion.objects.exists()
+
+
+def test_unknown_roots_are_refused_and_unknown_data_keys_warned(admin_client, ntype):
+    refused = admin_client.post(
+        "/admin/templates_app/template/add/",
+        form_data(ntype, subject="{{ settings.SECRET_KEY }}", html="<p>x</p>"),
+    )
+    assert "unknown variable &#x27;settings&#x27;" in refused.text
+    assert not Template.objects.exists()
+
+    saved = admin_client.post(
+        "/admin/templates_app/template/add/",
+        form_data(ntype, subject="Order {{ data.ordr_id | default('?') }}", html="<p>x</p>"),
+        follow=True,
+    )
+    assert "data.ordr_id is not in the type&#x27;s sample data" in saved.text
+    assert Template.objects.get().current_version.number == 1
+
+
+def test_sms_length_is_shown_with_its_encoding_and_segments(admin_client, ntype):
+    response = admin_client.post(
+        "/admin/templates_app/template/add/",
+        form_data(ntype, channel="sms", text="Commande {{ data.order_id }} expédiée ✓"),
+        follow=True,
+    )
+
+    assert "SMS with the sample data: 23 characters, UCS-2, 1 segment" in response.text
+    assert "UCS-2 because of ✓" in response.text
+
+
+def test_editing_makes_a_version_and_history_diff_and_restore_work(admin_client, email_template):
+    change = f"/admin/templates_app/template/{email_template.pk}/change/"
+    edited = form_data(
+        email_template.notification_type, subject="Shipped {{ data.order_id }}", html=EMAIL["html"]
+    )
+    admin_client.post(change, edited, follow=True)
+    admin_client.post(change, edited, follow=True)  # unchanged: no new version
+    email_template.refresh_from_db()
+    first, second = email_template.versions.order_by("number")
+    assert email_template.current_version == second and second.number == 2
+    assert "diff" in admin_client.get(change).text
+
+    diff = admin_client.get(
+        f"/admin/templates_app/template/{email_template.pk}/diff/?b={second.id}"
+    )
+    assert '<table class="diff"' in diff.text and "<h2>subject</h2>" in diff.text
+    shown = re.sub(r"<[^>]+>", "", diff.text).replace("&nbsp;", " ")
+    assert "Order {{ data.order_id }}" in shown and "Shipped {{ data.order_id }}" in shown
+    assert "<h2>html</h2>" not in diff.text  # unchanged parts are not listed
+
+    restore = f"/admin/templates_app/template/{email_template.pk}/restore/{first.id}/"
+    assert admin_client.get(restore).status_code == 200
+    assert email_template.versions.count() == 2  # GET changes nothing
+    admin_client.post(restore)
+    email_template.refresh_from_db()
+    assert email_template.current_version.number == 3
+    assert email_template.current_version.content == first.content
+
+
+def test_preview_shows_every_channel_and_sandboxes_the_html(admin_client, ntype, email_template):
+    template_version_save(
+        TemplateFactory(notification_type=ntype, channel="sms"), {"text": "SMS {{ data.order_id }}"}
+    )
+    template_version_save(
+        TemplateFactory(notification_type=ntype, channel="in_app"),
+        {"title": "T {{ data.order_id }}", "body": "B {{ data.note }}"},
+    )
+
+    response = admin_client.get(f"/admin/templates_app/template/{email_template.pk}/preview/")
+
+    assert response.status_code == 200
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    assert '<iframe sandbox="" referrerpolicy="no-referrer"' in response.text
+    assert 'srcdoc="&lt;!DOCTYPE html&gt;' in response.text
+    assert "SMS A-1" in response.text and "7 characters, GSM-7, 1 segment" in response.text
+    assert "T A-1" in response.text and "B &lt;b&gt;bold&lt;/b&gt;" in response.text
+
+
+def test_preview_with_a_chosen_recipient_and_locale(admin_client, ntype, email_template):
+    fr = TemplateFactory(notification_type=ntype, channel="email", locale="fr")
+    template_version_save(fr, {"subject": "Commande {{ recipient.external_id }}", "html": "<p>"})
+    RecipientFactory(external_id="zoe", locale="fr-CA")
+
+    response = admin_client.get(
+        f"/admin/templates_app/template/{email_template.pk}/preview/?recipient=zoe"
+    )
+
+    assert "Commande zoe" in response.text  # fr-CA fell back to fr
+    assert "(fr v1)" in response.text
+
+
+def test_send_a_test_email_to_ones_own_address(
+    admin_client, admin_user, email_template, smtp_server
+):
+    response = admin_client.post(
+        f"/admin/templates_app/template/{email_template.pk}/test-send/", follow=True
+    )
+
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["To"] == admin_user.email
+    assert message["Subject"] == "Order A-1"
+    delivery = Delivery.objects.get()
+    assert delivery.is_test and delivery.status == Delivery.Status.SENT
+    assert delivery.template_version == email_template.current_version
+    assert f"Test email delivery #{delivery.id}: sent" in response.text
+
+
+def test_send_a_test_in_app_message_to_ones_own_feed(admin_client, admin_user, ntype):
+    template = TemplateFactory(notification_type=ntype, channel="in_app")
+    template_version_save(template, {"title": "T {{ data.order_id }}", "body": "b"})
+
+    admin_client.post(f"/admin/templates_app/template/{template.pk}/test-send/")
+
+    item = FeedItem.objects.get()
+    assert item.title == "T A-1" and item.recipient.external_id == f"staff-test-{admin_user.pk}"
+    assert item.delivery.is_test
+
+
+def test_sms_test_send_without_a_number_is_refused(admin_client, ntype):
+    template = TemplateFactory(notification_type=ntype, channel="sms")
+    template_version_save(template, {"text": "x"})
+
+    response = admin_client.post(
+        f"/admin/templates_app/template/{template.pk}/test-send/", follow=True
+    )
+
+    assert "Give your own phone number" in response.text
+    assert not Delivery.objects.exists()
