@@ -159,6 +159,7 @@ def recipient_erase(*, recipient: Recipient, actor: Actor) -> Recipient:
         Preference.objects.filter(recipient=recipient).delete()
         QuietHours.objects.filter(recipient=recipient).delete()
         _erase_logs(recipient, needles)
+        _erase_provider_events(needles)
         recipient.external_id = erased_external_id(recipient.external_id)
         recipient.email = recipient.phone = recipient.webhook_url = ""
         recipient.attributes, recipient.tags = {}, []
@@ -224,3 +225,18 @@ def _erase_logs(recipient: Recipient, needles: list[str]) -> None:
         entry.object_repr = "[erased]"
         entry.change_message = _scrub(entry.change_message, needles)
         entry.save(update_fields=["object_repr", "change_message"])
+
+
+def _erase_provider_events(needles: list[str]) -> None:
+    """Provider reports are kept for idempotency; what they said about the person is not."""
+    from channels.models import ProviderEvent
+
+    if not needles:
+        return
+    mentions = Q()
+    for needle in needles:
+        mentions |= Q(detail__icontains=needle)
+    events = list(ProviderEvent.objects.filter(mentions))
+    for event in events:
+        event.detail = _scrub(event.detail, needles)
+    ProviderEvent.objects.bulk_update(events, ["detail"])

@@ -7,10 +7,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 
+from channels.feedback import sms_keyword, sms_status
 from notifications.models import Delivery, FeedItem, Recipient, Traffic
 from notifications.services import recipients_upsert
 from preferences.models import ConsentLog, Suppression
-from preferences.suppressions import suppression_add
 from preferences.tokens import PREFERENCES, make_token
 from tests.factories import RecipientFactory, add_template
 
@@ -68,7 +68,9 @@ def lived_in(ada, promotions, password_reset, admin_client):
     )
     send(shouty, [ada], {"deal": EMAIL, "note": f"call {PHONE}"}, key=f"welcome-{EMAIL}")
     send(password_reset, [ada], {"code": "42"})
-    suppression_add(channel="sms", address=PHONE, reason=Suppression.Reason.SMS_STOP)
+    # Twilio reports on a message to the phone, then the phone texts STOP.
+    sms_status({"MessageSid": "SM0001", "MessageStatus": "delivered", "To": PHONE})
+    sms_keyword(sender=PHONE, body="STOP", message_sid="SM0002")
     # The admin adds a suppression by hand: its history row names the address.
     response = admin_client.post(
         "/admin/preferences/suppression/add/",
@@ -87,6 +89,7 @@ def lived_in(ada, promotions, password_reset, admin_client):
         "notifications_feeditem.title",
         "preferences_suppression.address",
         "django_admin_log.object_repr",
+        "channels_providerevent.detail",
     } <= set(before), before
     return ada
 
