@@ -19,8 +19,8 @@ from notifications.models import Recipient
 from .compiling import CONTENT_SLOT, templates_using
 from .models import Layout, Template, TemplateVersion, UtmParameters
 from .previews import preview_type
+from .sends import TestSendError, send_test
 from .services import template_version_save, templates_recompile
-from .test_sends import TestSendError, test_send
 from .validation import CHANNEL_PARTS, TemplateInvalid, syntax_problems, validate_content
 
 PART_FIELDS = ["subject", "html", "text", "title", "body", "link", "payload"]
@@ -294,7 +294,7 @@ class TemplateAdmin(admin.ModelAdmin):
         delivery = None
         if request.method == "POST":
             try:
-                delivery = test_send(
+                delivery = send_test(
                     template, user=request.user, phone=request.POST.get("phone", "")
                 )
             except TestSendError as exc:

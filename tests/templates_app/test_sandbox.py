@@ -160,3 +160,28 @@ def test_none_prints_as_nothing_and_plain_data_prints():
 def test_a_context_with_objects_is_refused():
     with pytest.raises(jinja2.exceptions.SecurityError, match="plain JSON"):
         render_parts({"text": "hi"}, {"data": {"when": object()}})
+
+
+@pytest.mark.django_db
+def test_each_version_is_compiled_once_per_process_however_many_messages(monkeypatch):
+    from templates_app import sandbox
+    from tests.factories import add_template, notification_type_with_templates
+
+    ntype = notification_type_with_templates(channels=("sms",))
+    version = add_template(ntype, "email", {"subject": "S {{ data.n }}", "html": "<p>{{ data.n }}"})
+    compiled = []
+    original = sandbox.MessageSandbox.compile
+
+    def counting(self, source, *args, **kwargs):
+        compiled.append(source)
+        return original(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(sandbox.MessageSandbox, "compile", counting)
+    from templates_app.rendering import render_version
+
+    subjects = [
+        render_version(version, {**CONTEXT, "data": {"n": n}})["subject"] for n in range(500)
+    ]
+
+    assert subjects[0] == "S 0" and subjects[-1] == "S 499"
+    assert len(compiled) == 2  # subject and html, once each
