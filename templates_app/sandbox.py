@@ -74,8 +74,9 @@ class Budget:
                 f"template stopped: more than {settings.TEMPLATE_MAX_LOOP_ITERATIONS:,} "
                 "loop iterations or calls"
             )
-        # The clock is read every 256 steps: cheap, and still well inside the time limit.
-        if not self.steps & 0xFF and time.monotonic() > self.deadline:
+        # The clock is read at every step (~50 ns): one slow loop body or filter cannot run
+        # on for hundreds of steps past the deadline.
+        if time.monotonic() > self.deadline:
             raise RenderLimitError(
                 f"template stopped: rendering took more than "
                 f"{settings.TEMPLATE_MAX_RENDER_SECONDS} s"
@@ -201,9 +202,14 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
                     f"template is longer than {settings.TEMPLATE_MAX_SOURCE_CHARS:,} characters",
                     1,
                 )
-            source = self.parse(source, name, filename)
-        _harden(source)
-        return super().compile(source, name, filename, raw, defer_init)
+        try:
+            if isinstance(source, str):
+                source = self.parse(source, name, filename)
+            _harden(source)
+            return super().compile(source, name, filename, raw, defer_init)
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            # Python's own compiler limits (e.g. nesting depth): a template error, not a crash.
+            raise TemplateSyntaxError(f"template is nested too deeply ({exc})", 1) from exc
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # ``data.items`` is the event's "items" key, not dict.items: data wins over methods.
@@ -247,6 +253,7 @@ def _sized_filter(name: str, function):
     """A filter refusing to make text longer than the output limit (e.g. center(10**9))."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
+        _budget().spend()
         for value in (*args, *kwargs.values()):
             if isinstance(value, int) and not isinstance(value, bool) and value > max_output():
                 raise RenderLimitError(f"{name}: argument {value:,} is over the output limit")

@@ -185,3 +185,21 @@ def test_each_version_is_compiled_once_per_process_however_many_messages(monkeyp
 
     assert subjects[0] == "S 0" and subjects[-1] == "S 499"
     assert len(compiled) == 2  # subject and html, once each
+
+
+def test_a_chain_of_slow_filters_is_stopped_by_the_clock():
+    source = "{% set big = (range(100000)|list) * 10 %}" + "{{ big|sort|length }}" * 200
+    started = time.monotonic()
+
+    with pytest.raises(RenderLimitError, match="took more than"):
+        render_parts({"text": source}, CONTEXT)
+
+    assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize(
+    "source", ["{{ 1" + "|abs" * 1000 + " }}", "{{ " + "(" * 500 + "1" + ")" * 500 + " }}"]
+)
+def test_a_template_nested_too_deeply_is_a_template_error(source):
+    with pytest.raises(jinja2.TemplateSyntaxError, match="nested too deeply"):
+        render_parts({"text": source}, CONTEXT)
