@@ -176,3 +176,35 @@ def test_sms_test_send_without_a_number_is_refused(admin_client, ntype):
 
     assert "Give your own phone number" in response.text
     assert not Delivery.objects.exists()
+
+
+def test_admin_pages_render(admin_client, email_template):
+    for url in [
+        "/admin/templates_app/template/",
+        "/admin/templates_app/template/add/",
+        f"/admin/templates_app/template/{email_template.pk}/change/",
+        f"/admin/templates_app/template/{email_template.pk}/test-send/",
+        f"/admin/templates_app/template/{email_template.pk}/diff/",
+        "/admin/templates_app/layout/add/",
+        "/admin/templates_app/utmparameters/add/",
+    ]:
+        assert admin_client.get(url).status_code == 200, url
+
+
+def test_utm_parameters_must_be_utm_names(admin_client, email_template):
+    response = admin_client.post(
+        "/admin/templates_app/utmparameters/add/",
+        {"notification_type": email_template.notification_type_id, "params": '{"x": 1}'},
+    )
+
+    assert "Map utm_* names to text" in response.text
+    admin_client.post(
+        "/admin/templates_app/utmparameters/add/",
+        {
+            "notification_type": email_template.notification_type_id,
+            "params": '{"utm_source": "news"}',
+        },
+    )
+    email_template.refresh_from_db()
+    assert email_template.current_version.number == 2
+    assert email_template.current_version.compiled["_compiled"]["utm"] == {"utm_source": "news"}
