@@ -43,7 +43,7 @@ def test_delivery_log_filters_by_status_and_searches_by_recipient(admin_client, 
     for query in [
         "channel__exact=email",
         f"notification__type__id__exact={logged.type_id}",
-        "created_at__gte=2000-01-01",
+        "created_at__gte=2000-01-01+00:00:00%2B00:00",
     ]:
         assert admin_client.get(f"/admin/notifications/delivery/?{query}").status_code == 200
 
