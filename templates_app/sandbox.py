@@ -93,11 +93,12 @@ def start_budget() -> Budget:
 
 def _budget() -> Budget:
     budget = getattr(_state, "budget", None)
-    return budget if budget is not None else start_budget()
+    # Outside render_bounded (a direct Template.render), each loop or call gets its own.
+    return budget if budget is not None else Budget()
 
 
 def _bounded(iterable: Iterable) -> Iterator:
-    """Every ``for`` loop iterates through this (see LoopBudget)."""
+    """Every ``for`` loop iterates through this (``_harden`` rewrites each loop's iterable)."""
     budget = _budget()
     for item in iterable:
         budget.spend()
