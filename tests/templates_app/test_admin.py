@@ -208,3 +208,14 @@ def test_utm_parameters_must_be_utm_names(admin_client, email_template):
     email_template.refresh_from_db()
     assert email_template.current_version.number == 2
     assert email_template.current_version.compiled["_compiled"]["utm"] == {"utm_source": "news"}
+
+
+def test_marketing_sms_preview_shows_the_opt_out_wording_sending_adds(admin_client):
+    ntype = NotificationTypeFactory(channels=["sms"], traffic="marketing", sample_data=SAMPLE)
+    template = TemplateFactory(notification_type=ntype, channel="sms")
+    template_version_save(template, {"text": "Sale on {{ data.order_id }}"})
+
+    response = admin_client.get(f"/admin/templates_app/template/{template.pk}/preview/")
+
+    assert "Sale on A-1 Reply STOP to opt out." in response.text
+    assert "34 characters, GSM-7, 1 segment" in response.text
