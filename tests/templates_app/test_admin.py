@@ -219,3 +219,38 @@ def test_marketing_sms_preview_shows_the_opt_out_wording_sending_adds(admin_clie
 
     assert "Sale on A-1 Reply STOP to opt out." in response.text
     assert "34 characters, GSM-7, 1 segment" in response.text
+
+
+def test_send_a_test_sms_to_the_number_given_through_twilio(
+    admin_client, admin_user, ntype, settings, http_server
+):
+    from channels import registry
+    from tests.support.twilio import FakeTwilio
+
+    twilio = FakeTwilio(http_server)
+    http_server.responder = twilio.respond
+    settings.PROVIDERS = {
+        **settings.PROVIDERS,
+        "sms": {
+            "channel": "sms",
+            "backend": "channels.sms.TwilioProvider",
+            "options": {
+                "account_sid": "AC0123456789abcdef0123456789abcdef",
+                "auth_token": "token",
+                "from_number": "+15559990000",
+                "base_url": http_server.url,
+            },
+        },
+    }
+    registry.reset()
+    template = TemplateFactory(notification_type=ntype, channel="sms")
+    template_version_save(template, {"text": "Order {{ data.order_id }}"})
+
+    admin_client.post(
+        f"/admin/templates_app/template/{template.pk}/test-send/", {"phone": "+15550001111"}
+    )
+
+    assert [(m["To"], m["Body"]) for m in twilio.messages()] == [("+15550001111", "Order A-1")]
+    delivery = Delivery.objects.get()
+    assert delivery.is_test and delivery.status == Delivery.Status.SENT
+    assert delivery.recipient.external_id == f"staff-test-{admin_user.pk}"
