@@ -16,7 +16,7 @@ from django.utils.safestring import mark_safe
 
 from notifications.models import Recipient
 
-from .compiling import CONTENT_SLOT, templates_using
+from .compiling import CONTENT_SLOT, compile_content, templates_using
 from .models import Layout, Template, TemplateVersion, UtmParameters
 from .previews import preview_type
 from .sends import TestSendError, send_test
@@ -85,6 +85,14 @@ class TemplateForm(forms.ModelForm):
         for problem in self.report.errors:
             part = problem.split(",", 1)[0].split(":", 1)[0]
             self.add_error(part if part in PART_FIELDS else None, problem)
+        if self.report.ok:
+            # The compile step (layout, CSS) can refuse too: find out before anything is saved.
+            draft = Template(notification_type=ntype, channel=channel, layout=cleaned.get("layout"))
+            try:
+                compile_content(draft, self.content())
+            except TemplateInvalid as exc:
+                for problem in exc.problems:
+                    self.add_error("html", problem)
         return cleaned
 
 

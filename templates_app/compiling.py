@@ -15,6 +15,7 @@ from notifications.models import Channel
 
 from .models import Layout, Template, UtmParameters
 from .utm import with_utm
+from .validation import TemplateInvalid
 
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -65,7 +66,11 @@ def compile_content(template: Template, content: dict[str, Any]) -> dict[str, An
     body = _wrap(layout.html if layout else BUILTIN_LAYOUT_HTML, content["html"])
     if marketing and "links.unsubscribe_url" not in body:
         body = _add_footer(body)
-    compiled["html"] = add_utm(inline_css(body), _utm(ntype))
+    try:
+        inlined = inline_css(body)
+    except css_inline.InlineError as exc:
+        raise TemplateInvalid([f"html: the CSS cannot be inlined: {exc}"]) from exc
+    compiled["html"] = add_utm(inlined, _utm(ntype))
     if content.get("text"):
         text = content["text"]
         if layout and layout.text and CONTENT_SLOT.search(layout.text):
