@@ -11,6 +11,7 @@ error of one kind:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,3 +65,16 @@ class Provider(Protocol):
     channel: str
 
     def send_batch(self, messages: list[Message]) -> list[Outcome]: ...
+
+
+def send_stream(provider: Provider, messages: list[Message]) -> Iterator[Outcome]:
+    """Outcomes in message order, each as soon as its message is handed over.
+
+    A provider that sends one message at a time offers ``send_each`` (a generator), so the
+    caller can note each outcome before the next message goes: a worker killed mid-batch
+    then leaves at most one message in doubt. Others answer for the whole batch at once.
+    """
+    send_each = getattr(provider, "send_each", None)
+    if send_each is not None:
+        return send_each(messages)
+    return iter(provider.send_batch(messages))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from collections.abc import Iterator
 
 import requests
 from anymail.exceptions import (
@@ -58,29 +59,31 @@ class EmailProvider:
         return email
 
     def send_batch(self, messages: list[Message]) -> list[Outcome]:
+        return list(self.send_each(messages))
+
+    def send_each(self, messages: list[Message]) -> Iterator[Outcome]:
+        """One connection for the batch; each outcome yielded as soon as it is known."""
         try:
             connection = get_connection(self.backend or settings.EMAIL_BACKEND, fail_silently=False)
             connection.open()
         except (OSError, smtplib.SMTPException, AnymailError, ImproperlyConfigured) as exc:
             # Nothing left the machine: every message can be retried or sent elsewhere.
-            return [Outcome.failed(m.delivery_id, TRANSIENT, f"connect: {exc}") for m in messages]
-        outcomes: list[Outcome] = []
+            for m in messages:
+                yield Outcome.failed(m.delivery_id, TRANSIENT, f"connect: {exc}")
+            return
         try:
             for index, message in enumerate(messages):
                 outcome = self._send_one(connection, message)
-                outcomes.append(outcome)
+                yield outcome
                 if outcome.error_kind and _lost(connection) and not _reopen(connection):
-                    rest = messages[index + 1 :]
-                    outcomes += [
-                        Outcome.failed(m.delivery_id, TRANSIENT, "connection lost") for m in rest
-                    ]
+                    for m in messages[index + 1 :]:
+                        yield Outcome.failed(m.delivery_id, TRANSIENT, "connection lost")
                     break
         finally:
             try:
                 connection.close()
             except (OSError, smtplib.SMTPException):
                 log.warning("closing the email connection failed", exc_info=True)
-        return outcomes
 
     def _send_one(self, connection, message: Message) -> Outcome:
         delivery_id = message.delivery_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -111,17 +112,23 @@ class TwilioProvider:
         self.timeout = timeout or settings.TWILIO_TIMEOUT_SECONDS
 
     def send_batch(self, messages: list[Message]) -> list[Outcome]:
+        return list(self.send_each(messages))
+
+    def send_each(self, messages: list[Message]) -> Iterator[Outcome]:
         if not (self.account_sid and self.auth_token) or not (
             self.from_number or self.messaging_service_sid
         ):
             error = "Twilio is not configured (account SID, auth token, from number)"
-            return [Outcome.failed(m.delivery_id, PERMANENT, error) for m in messages]
+            for m in messages:
+                yield Outcome.failed(m.delivery_id, PERMANENT, error)
+            return
         # The Twilio API is the operator's configured endpoint, not a user-supplied URL: no
         # address guard. One connection pool for the batch.
         with HttpClient(policy=None, read_timeout=self.timeout, user_agent="Clarion") as http:
             transport = TwilioTransport(http, self.base_url)
             client = Client(self.account_sid, self.auth_token, http_client=transport)
-            return [self._send_one(client, transport, message) for message in messages]
+            for message in messages:
+                yield self._send_one(client, transport, message)
 
     def params_for(self, message: Message) -> dict[str, str]:
         params = {"to": message.to, "body": message.content.get("text", "")}

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -64,6 +65,9 @@ class WebhookProvider:
         self.timeout = timeout
 
     def send_batch(self, messages: list[Message]) -> list[Outcome]:
+        return list(self.send_each(messages))
+
+    def send_each(self, messages: list[Message]) -> Iterator[Outcome]:
         secrets = self.secrets or signing_secrets()
         # One connection pool per batch: receivers on the same host reuse a connection.
         with HttpClient(
@@ -71,7 +75,8 @@ class WebhookProvider:
             read_timeout=self.timeout or settings.WEBHOOK_TIMEOUT_SECONDS,
             user_agent=USER_AGENT,
         ) as http:
-            return [self._send_one(http, secrets, message) for message in messages]
+            for message in messages:
+                yield self._send_one(http, secrets, message)
 
     def _send_one(self, http: HttpClient, secrets: list[str], message: Message) -> Outcome:
         if not message.to:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Trial mode's folder broker with atomic writes (config/trial_broker.py), as "trialfs://".
+TRANSPORT_ALIASES.setdefault("trialfs", "config.trial_broker:Transport")
 
 app = Celery("clarion")
 app.config_from_object("django.conf:settings", namespace="CELERY")

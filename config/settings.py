@@ -198,8 +198,9 @@ if TRIAL_MODE and not env("CELERY_BROKER_URL"):
     _broker_dir = DATA_DIR / "broker"
     for _folder in ("queue", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
-    # The folder transport ignores the host; naming one keeps kombu from warning on every publish.
-    CELERY_BROKER_URL = "filesystem://localhost/"
+    # kombu's folder transport, writing atomically (config/trial_broker.py). It ignores the
+    # host; naming one keeps kombu from warning on every publish.
+    CELERY_BROKER_URL = "trialfs://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
@@ -256,6 +257,9 @@ RETRY_BACKOFF_BASE_SECONDS = env_float("RETRY_BACKOFF_BASE_SECONDS", 2)
 RETRY_BACKOFF_CAP_SECONDS = env_float("RETRY_BACKOFF_CAP_SECONDS", 3600)
 # How long a delivery may sit in pending/sending before the sweeper enqueues it again.
 SWEEP_STUCK_AFTER_SECONDS = env_int("SWEEP_STUCK_AFTER_SECONDS", 600)
+# How long the send journal (notifications/journal.py) remembers a delivery's progress: well
+# past the sweep timeout, so a sweep always finds it.
+SEND_JOURNAL_TTL_SECONDS = env_int("SEND_JOURNAL_TTL_SECONDS", 86400)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 60)
 RELEASE_INTERVAL_SECONDS = env_float("RELEASE_INTERVAL_SECONDS", 5)
 # Retries due sooner than this stay in the broker (countdown); later ones are parked in the DB.

@@ -10,8 +10,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
-from . import clock, enqueue
+from . import clock, enqueue, journal
 from .models import Delivery, Notification
 from .outcomes import fall_back
 
@@ -72,19 +73,37 @@ def _sweep_pending(cutoff, now, limit: int) -> int:
 
 
 def _sweep_sending(cutoff, now, limit: int) -> int:
-    """A delivery stuck in sending lost its worker mid-send: the provider may have it.
+    """A delivery stuck in sending lost its worker mid-batch; the journal says how far it got.
 
-    It goes back to pending flagged possible_duplicate, alone in its own task, so a message
-    that kills its worker is isolated from its batch; past its attempts it fails.
+    Taken by the provider: recorded as sent, never sent again. Never tried: back to pending
+    as it was. In flight, or unknown (no journal): the provider may have it, so it goes back
+    flagged possible_duplicate, alone in its own task, so a message that kills its worker
+    is cut off from its batch and fails once its attempts are spent.
     """
     with transaction.atomic():
         stuck = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("notification__type", "recipient")
-            .filter(status=Delivery.Status.SENDING, claimed_at__lte=cutoff)[:limit]
+            .filter(status=Delivery.Status.SENDING, claimed_at__lte=cutoff)
+            .only("id", "traffic", "channel", "attempts")[:limit]
         )
-        exhausted = [d for d in stuck if d.attempts >= settings.MAX_ATTEMPTS.get(d.channel, 5)]
-        retry = [d for d in stuck if d not in exhausted]
+        known = journal.progress([d.id for d in stuck])
+        sent = {d.id: known[d.id][1] for d in stuck if known.get(d.id, ("",))[0] == journal.SENT}
+        untried = [d for d in stuck if known.get(d.id, ("",))[0] == journal.CLAIMED]
+        in_doubt = [d for d in stuck if d.id not in sent and d not in untried]
+        exhausted = [d for d in in_doubt if d.attempts >= settings.MAX_ATTEMPTS.get(d.channel, 5)]
+        retry = [d for d in in_doubt if d not in exhausted]
+        for delivery_id, message_id in sent.items():
+            Delivery.objects.filter(id=delivery_id).update(
+                status=Delivery.Status.SENT,
+                provider_message_id=message_id[:255],
+                sent_at=now,
+                status_changed_at=now,
+                updated_at=now,
+            )
+        # Claiming counted an attempt the worker never made.
+        Delivery.objects.filter(id__in=[d.id for d in untried]).update(
+            status=Delivery.Status.PENDING, attempts=F("attempts") - 1, updated_at=now
+        )
         Delivery.objects.filter(id__in=[d.id for d in retry]).update(
             status=Delivery.Status.PENDING, possible_duplicate=True, updated_at=now
         )
@@ -95,6 +114,7 @@ def _sweep_sending(cutoff, now, limit: int) -> int:
             status_changed_at=now,
             updated_at=now,
         )
+        enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in untried)
         for delivery in retry:
             enqueue.sends_on_commit([(delivery.id, delivery.traffic, delivery.channel)])
     return len(stuck)

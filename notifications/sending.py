@@ -19,13 +19,14 @@ from preferences.eligibility import decide
 
 from . import clock, outcomes
 from .dispatch import dispatch
+from .journal import SendJournal
 from .messages import BadPayload, MessageBuilder, NoTemplate, summary_of
 from .models import Delivery
 
 log = logging.getLogger(__name__)
 
 
-def claim(delivery_ids: list[int]) -> list[Delivery]:
+def claim(delivery_ids: list[int], journal: SendJournal | None = None) -> list[Delivery]:
     """Move pending deliveries to sending and return them, each to exactly one caller."""
     now = clock.now()
     with transaction.atomic():
@@ -36,6 +37,9 @@ def claim(delivery_ids: list[int]) -> list[Delivery]:
         )
         if not ids:
             return []
+        if journal is not None:
+            # Noted before the claim commits: a claimed delivery always has its entry.
+            journal.claimed(ids)
         Delivery.objects.filter(id__in=ids).update(
             status=Delivery.Status.SENDING,
             attempts=F("attempts") + 1,
@@ -50,7 +54,8 @@ def claim(delivery_ids: list[int]) -> list[Delivery]:
 
 
 def send_deliveries(delivery_ids: list[int]) -> None:
-    deliveries = claim(delivery_ids)
+    journal = SendJournal()
+    deliveries = claim(delivery_ids, journal)
     if not deliveries:
         return
     now = clock.now()
@@ -68,7 +73,7 @@ def send_deliveries(delivery_ids: list[int]) -> None:
         delivery.summary = summary_of(message.content)
         by_provider[delivery.provider].append(message)
     for provider, messages in by_provider.items():
-        results.extend(dispatch(provider, messages))
+        results.extend(dispatch(provider, messages, journal))
     outcomes.record({d.id: d for d in deliveries}, results)
 
 

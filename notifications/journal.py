@@ -1,0 +1,93 @@
+"""A send batch's progress, message by message, in Redis.
+
+Outcomes reach PostgreSQL once per batch (one bulk update), which is what makes batches
+fast. A worker killed mid-batch would then leave every claimed delivery in doubt. The
+journal notes, for each delivery, that it was claimed, that it is being handed to the
+provider, and that the provider took it, so the sweeper can tell the three apart: taken ->
+sent, never tried -> sent again without a flag, in flight -> sent again flagged
+``possible_duplicate``. At most one message per worker process is ever in flight.
+
+Writing the journal never stops a send: when Redis is away the entries are missing, and the
+sweeper treats a delivery without entries as in doubt (flagged), as it would without one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from functools import cache
+
+import redis
+from django.conf import settings
+
+from channels.base import AMBIGUOUS, Message, Outcome
+
+log = logging.getLogger(__name__)
+
+CLAIMED, TRYING, SENT = "claimed", "trying", "sent"
+
+
+@cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+
+def _key(delivery_id: int) -> str:
+    return f"clarion:journal:{delivery_id}"
+
+
+class SendJournal:
+    def __init__(self) -> None:
+        url = settings.REDIS_URL
+        self.client = _client(url) if url else None
+
+    def _write(self, entries: Iterable[tuple[int, str]]) -> None:
+        if self.client is None:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for delivery_id, state in entries:
+                pipe.set(_key(delivery_id), state, ex=settings.SEND_JOURNAL_TTL_SECONDS)
+            pipe.execute()
+        except redis.RedisError:
+            log.warning("send journal unavailable; a crash now would flag this batch")
+            self.client = None  # one warning per batch, then send without it
+
+    def claimed(self, delivery_ids: Iterable[int]) -> None:
+        self._write((i, CLAIMED) for i in delivery_ids)
+
+    def track(self, messages: list[Message], outcomes: Iterator[Outcome]) -> Iterator[Outcome]:
+        """Pass outcomes through, noting each and the message in flight after it."""
+        ids = [m.delivery_id for m in messages]
+        if ids:
+            self._write([(ids[0], TRYING)])
+        for index, outcome in enumerate(outcomes):
+            if outcome.sent:
+                entries = [(outcome.delivery_id, f"{SENT}:{outcome.provider_message_id}")]
+            elif outcome.error_kind == AMBIGUOUS:
+                entries = [(outcome.delivery_id, TRYING)]  # the provider may have it
+            else:
+                entries = [(outcome.delivery_id, CLAIMED)]  # it never got there
+            if index + 1 < len(ids):
+                entries.append((ids[index + 1], TRYING))
+            # One round trip per message: this outcome, and the next message now in flight.
+            self._write(entries)
+            yield outcome
+
+
+def progress(delivery_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """What the journal knows of each delivery: (state, provider message id); absent if nothing."""
+    client = SendJournal().client
+    if client is None or not delivery_ids:
+        return {}
+    try:
+        values = client.mget([_key(i) for i in delivery_ids])
+    except redis.RedisError:
+        log.warning("send journal unavailable to the sweeper; stuck deliveries count as in doubt")
+        return {}
+    found: dict[int, tuple[str, str]] = {}
+    for delivery_id, value in zip(delivery_ids, values, strict=True):
+        if value is not None:
+            state, _, message_id = value.decode().partition(":")
+            found[delivery_id] = (state, message_id)
+    return found
