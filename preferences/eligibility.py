@@ -3,13 +3,15 @@
 Routing plans deliveries with ``decide`` (and a ``CapLedger``) and writes nothing; sending
 calls ``decide`` again when a batch is claimed, so an unsubscribe stops what is already
 queued, deferred or retrying. All lookups are done for a whole batch of recipients at once
-(one query each). The set-based audience path (``audience.py``) mirrors these rules in SQL;
-``tests/preferences/test_eligibility_cases.py`` runs one table of cases through both.
+(one query each). Broadcasts use ``decide_audience``, the same rules with the person's
+choices resolved in SQL over a Recipient queryset; ``tests/preferences/test_eligibility_cases.py``
+runs one table of cases through both.
 
 Rules, in order: erased; no address; suppressed (a suppression of the channel stops even a
 password reset); then, for marketing only: marketing suppression, all marketing off, the
-channel off, the type (most specific row wins) or else the category and its channel off;
-then the category's frequency (daily / weekly digest) and quiet hours (defer to their end).
+channel off, the type (a type row wins over its category) or else the category and its
+channel off, an opt-in type nobody turned on; then the category's frequency (daily / weekly
+digest), quiet hours (defer to their end) and, per notification, the daily cap (CapLedger).
 """
 
 from __future__ import annotations
