@@ -16,11 +16,11 @@ from django.utils.safestring import mark_safe
 
 from notifications.models import Recipient
 
-from .compiling import CONTENT_SLOT, templates_using
+from .compiling import CONTENT_SLOT, compile_content, templates_using
 from .models import Layout, Template, TemplateVersion, UtmParameters
 from .previews import preview_type
+from .sends import TestSendError, send_test
 from .services import template_version_save, templates_recompile
-from .test_sends import TestSendError, test_send
 from .validation import CHANNEL_PARTS, TemplateInvalid, syntax_problems, validate_content
 
 PART_FIELDS = ["subject", "html", "text", "title", "body", "link", "payload"]
@@ -85,6 +85,14 @@ class TemplateForm(forms.ModelForm):
         for problem in self.report.errors:
             part = problem.split(",", 1)[0].split(":", 1)[0]
             self.add_error(part if part in PART_FIELDS else None, problem)
+        if self.report.ok:
+            # The compile step (layout, CSS) can refuse too: find out before anything is saved.
+            draft = Template(notification_type=ntype, channel=channel, layout=cleaned.get("layout"))
+            try:
+                compile_content(draft, self.content())
+            except TemplateInvalid as exc:
+                for problem in exc.problems:
+                    self.add_error("html", problem)
         return cleaned
 
 
@@ -294,7 +302,7 @@ class TemplateAdmin(admin.ModelAdmin):
         delivery = None
         if request.method == "POST":
             try:
-                delivery = test_send(
+                delivery = send_test(
                     template, user=request.user, phone=request.POST.get("phone", "")
                 )
             except TestSendError as exc:

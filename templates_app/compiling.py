@@ -15,6 +15,7 @@ from notifications.models import Channel
 
 from .models import Layout, Template, UtmParameters
 from .utm import with_utm
+from .validation import TemplateInvalid
 
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -62,10 +63,15 @@ def compile_content(template: Template, content: dict[str, Any]) -> dict[str, An
     layout = _layout(template)
     ntype = template.notification_type
     marketing = not ntype.is_transactional
+    utm = _utm(ntype)
     body = _wrap(layout.html if layout else BUILTIN_LAYOUT_HTML, content["html"])
     if marketing and "links.unsubscribe_url" not in body:
         body = _add_footer(body)
-    compiled["html"] = add_utm(inline_css(body), _utm(ntype))
+    try:
+        inlined = inline_css(body)
+    except css_inline.InlineError as exc:
+        raise TemplateInvalid([f"html: the CSS cannot be inlined: {exc}"]) from exc
+    compiled["html"] = add_utm(inlined, utm)
     if content.get("text"):
         text = content["text"]
         if layout and layout.text and CONTENT_SLOT.search(layout.text):
@@ -80,7 +86,7 @@ def compile_content(template: Template, content: dict[str, Any]) -> dict[str, An
     compiled["_compiled"] = {
         "layout": layout.key if layout else "builtin",
         "text_derived": derived,
-        "utm": _utm(ntype),
+        "utm": utm,
     }
     return compiled
 

@@ -9,7 +9,7 @@ import jinja2
 
 from notifications.messages import recipient_context
 from notifications.models import NotificationType, Recipient
-from preferences.links import links_for
+from preferences.links import links_for, with_sms_opt_out
 
 from .models import TemplateVersion
 from .rendering import render_version
@@ -46,6 +46,8 @@ def preview_type(
 ) -> list[ChannelPreview]:
     """Every channel of the type in ``locale`` (with fallback); ``version`` replaces its own."""
     context = preview_context(ntype, recipient)
+    # Sending appends the opt-out wording to marketing SMS in the person's language.
+    sms_recipient = recipient or Recipient(locale=locale)
     channels = list(
         dict.fromkeys([*ntype.channels, *([version.template.channel] if version else [])])
     )
@@ -54,7 +56,11 @@ def preview_type(
         chosen = pick(versions_for(ntype.id, channel), locale)
         if version is not None and version.template.channel == channel:
             chosen = version
-        previews.append(_render(channel, chosen, context))
+        preview = _render(channel, chosen, context)
+        if channel == "sms" and isinstance(preview.parts.get("text"), str):
+            preview.parts["text"] = with_sms_opt_out(preview.parts["text"], sms_recipient, ntype)
+            preview.sms = sms_length(preview.parts["text"])
+        previews.append(preview)
     return previews
 
 
@@ -70,6 +76,4 @@ def _render(channel: str, version: TemplateVersion | None, context: dict) -> Cha
         preview.parts = {"text": exc.partial}
     except jinja2.TemplateError as exc:
         preview.error = f"{type(exc).__name__}: {exc}"
-    if channel == "sms" and isinstance(preview.parts.get("text"), str):
-        preview.sms = sms_length(preview.parts["text"])
     return preview

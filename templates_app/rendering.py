@@ -29,17 +29,18 @@ def _compiled_source(source: str, html: bool):
     return environment(html).from_string(source)
 
 
-_by_version: dict[tuple[int, str], Any] = {}
+_by_version: dict[tuple, Any] = {}
 _VERSION_CACHE_SIZE = 4096
 
 
-def _compiled_part(version_id: int | None, part: str, source: str):
-    if version_id is None:
+def _compiled_part(version_key: tuple | None, part: str, source: str):
+    if version_key is None:
         return _compiled_source(source, part in HTML_PARTS)
-    key = (version_id, part)
+    key = (*version_key, part)
     template = _by_version.get(key)
     if template is None:
-        # Versions are immutable, so the id alone names the source.
+        # Versions are immutable: id and checksum name the source (the checksum guards
+        # against ids reused after a database reset, in trial mode or tests).
         if len(_by_version) >= _VERSION_CACHE_SIZE:
             _by_version.clear()
         template = _by_version[key] = environment(part in HTML_PARTS).from_string(source)
@@ -52,7 +53,7 @@ def one_line(text: str) -> str:
 
 
 def render_parts(
-    compiled: dict[str, Any], context: dict[str, Any], *, version_id: int | None = None
+    compiled: dict[str, Any], context: dict[str, Any], *, version_key: tuple | None = None
 ) -> dict[str, Any]:
     """Render every string part of a compiled version; other values pass through."""
     if not plain(context):
@@ -65,7 +66,7 @@ def render_parts(
         if not isinstance(source, str):
             rendered[part] = source
             continue
-        text = render_bounded(_compiled_part(version_id, part, source), context)
+        text = render_bounded(_compiled_part(version_key, part, source), context)
         rendered[part] = one_line(text) if part in HEADER_PARTS else text
     if compiled.get("_compiled", {}).get("text_derived") and "text" in rendered:
         # Loops and ifs in the HTML leave runs of blank lines in the derived text.
@@ -75,4 +76,5 @@ def render_parts(
 
 def render_version(version, context: dict[str, Any]) -> dict[str, Any]:
     """Render a TemplateVersion, compiling each part once per process."""
-    return render_parts(version.compiled or version.content, context, version_id=version.id)
+    key = (version.id, version.checksum)
+    return render_parts(version.compiled or version.content, context, version_key=key)

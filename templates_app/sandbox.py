@@ -10,7 +10,12 @@ from typing import Any
 
 from django.conf import settings
 from jinja2 import BaseLoader, TemplateNotFound, nodes
-from jinja2.exceptions import SecurityError, TemplateRuntimeError, TemplateSyntaxError
+from jinja2.exceptions import (
+    SecurityError,
+    TemplateError,
+    TemplateRuntimeError,
+    TemplateSyntaxError,
+)
 from jinja2.runtime import StrictUndefined, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -23,8 +28,13 @@ CONTEXT_ROOTS = frozenset({"data", "recipient", "links", "notification"})
 GLOBALS = ("range", "dict")
 # Python expanders whose result size follows an argument: predicted before they run.
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-# A printf width or precision of seven digits or more ("%9999999s").
-_WIDE_FORMAT = re.compile(r"%[-+ #0]*(?:\d{7}|\*)|\.\d{7}")
+# Filters whose width argument sets the size of their result.
+_WIDTH_FILTERS = frozenset({"center", "indent"})
+# A printf width or precision of seven digits or more ("%9999999s", "%.9999999f") or from
+# an argument ("%*s").
+_WIDE_FORMAT = re.compile(r"%[-+ #0]*(?:\d{7}|\*)|%[-+ #0]*\d*\.(?:\d{7}|\*)")
+# The same in str.format specs ("{:>9999999}"); a nested "{" takes the width from an argument.
+_WIDE_BRACE = re.compile(r"\{[^{}]*:[^{}]*(?:\d{7}|\{)")
 
 
 class RenderLimitError(TemplateRuntimeError):
@@ -74,8 +84,9 @@ class Budget:
                 f"template stopped: more than {settings.TEMPLATE_MAX_LOOP_ITERATIONS:,} "
                 "loop iterations or calls"
             )
-        # The clock is read every 256 steps: cheap, and still well inside the time limit.
-        if not self.steps & 0xFF and time.monotonic() > self.deadline:
+        # The clock is read at every step (~50 ns): one slow loop body or filter cannot run
+        # on for hundreds of steps past the deadline.
+        if time.monotonic() > self.deadline:
             raise RenderLimitError(
                 f"template stopped: rendering took more than "
                 f"{settings.TEMPLATE_MAX_RENDER_SECONDS} s"
@@ -92,11 +103,12 @@ def start_budget() -> Budget:
 
 def _budget() -> Budget:
     budget = getattr(_state, "budget", None)
-    return budget if budget is not None else start_budget()
+    # Outside render_bounded (a direct Template.render), each loop or call gets its own.
+    return budget if budget is not None else Budget()
 
 
 def _bounded(iterable: Iterable) -> Iterator:
-    """Every ``for`` loop iterates through this (see LoopBudget)."""
+    """Every ``for`` loop iterates through this (``_harden`` rewrites each loop's iterable)."""
     budget = _budget()
     for item in iterable:
         budget.spend()
@@ -201,9 +213,14 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
                     f"template is longer than {settings.TEMPLATE_MAX_SOURCE_CHARS:,} characters",
                     1,
                 )
-            source = self.parse(source, name, filename)
-        _harden(source)
-        return super().compile(source, name, filename, raw, defer_init)
+        try:
+            if isinstance(source, str):
+                source = self.parse(source, name, filename)
+            _harden(source)
+            return super().compile(source, name, filename, raw, defer_init)
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            # Python's own compiler limits (e.g. nesting depth): a template error, not a crash.
+            raise TemplateSyntaxError(f"template is nested too deeply ({exc})", 1) from exc
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # ``data.items`` is the event's "items" key, not dict.items: data wins over methods.
@@ -236,8 +253,8 @@ class MessageSandbox(ImmutableSandboxedEnvironment):
         if target is None:  # str.format comes wrapped by the sandbox's own formatter
             target = getattr(getattr(__obj, "__wrapped__", None), "__self__", None)
         if name in ("format", "format_map") and isinstance(target, str):
-            if re.search(r"\d{7}", target):
-                raise RenderLimitError("format width over the output limit")
+            if _WIDE_BRACE.search(target):
+                raise RenderLimitError("format width over the output limit (or from an argument)")
         if _predicted_size(name, target, args, kwargs) > max_output():
             raise RenderLimitError(f"{name}() would make more than {max_output():,} characters")
         return _check_size(super().call(__context, __obj, *args, **kwargs), f"{name}()")
@@ -247,14 +264,20 @@ def _sized_filter(name: str, function):
     """A filter refusing to make text longer than the output limit (e.g. center(10**9))."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        for value in (*args, *kwargs.values()):
-            if isinstance(value, int) and not isinstance(value, bool) and value > max_output():
-                raise RenderLimitError(f"{name}: argument {value:,} is over the output limit")
-        texts = [value for value in args if isinstance(value, str)]
-        if name == "replace" and len(texts) >= 3:
-            if _predicted_size("replace", texts[0], tuple(texts[1:3]), {}) > max_output():
+        _budget().spend()
+        # Filters marked pass_context / pass_eval_context get that first, then the value.
+        params = args[1:] if hasattr(function, "jinja_pass_arg") else args
+        value, options = (params[0] if params else None), (*params[1:], *kwargs.values())
+        if name in _WIDTH_FILTERS and options:
+            width = options[0]
+            width = len(width) if isinstance(width, str) else width
+            lines = str(value).count("\n") + 1 if name == "indent" else 1
+            if isinstance(width, int) and width * lines > max_output():
+                raise RenderLimitError(f"{name}: width {width:,} is over the output limit")
+        if name == "replace" and isinstance(value, str) and len(options) >= 2:
+            if _predicted_size("replace", value, options[:2], {}) > max_output():
                 raise RenderLimitError(f"replace would make more than {max_output():,} characters")
-        if name == "format" and texts and _WIDE_FORMAT.search(texts[0]):
+        if name == "format" and isinstance(value, str) and _WIDE_FORMAT.search(value):
             raise RenderLimitError("format width over the output limit")
         return _check_size(function(*args, **kwargs), f"filter {name}")
 
@@ -309,8 +332,13 @@ def render_bounded(template, context: dict[str, Any]) -> str:
                 raise RenderLimitError(
                     f"output cut: longer than {limit:,} characters", partial + "\n[cut]"
                 )
+    except TemplateError:
+        raise
     except RecursionError as exc:
         raise RenderLimitError("template stopped: calls nested too deeply") from exc
+    except Exception as exc:  # noqa: BLE001 - staff-written code: any failure is the template's
+        # 1 / 0, 1 + 'a', int('x') with this event's data: that message fails, not the batch.
+        raise TemplateRuntimeError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         _state.budget = None
     text = "".join(chunks)

@@ -90,9 +90,10 @@ def syntax_problems(content: dict[str, Any]) -> list[str]:
     for part, source in content.items():
         if not isinstance(source, str):
             continue
+        env = environment(part in HTML_PARTS)
         try:
-            ast = environment(part in HTML_PARTS).parse(source)
-            environment(part in HTML_PARTS).compile(ast)
+            env.compile(source)  # every limit and syntax rule, as rendering will apply them
+            ast = env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
             problems.append(f"{part}, line {exc.lineno}: {exc.message}")
             continue

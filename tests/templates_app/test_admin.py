@@ -176,3 +176,81 @@ def test_sms_test_send_without_a_number_is_refused(admin_client, ntype):
 
     assert "Give your own phone number" in response.text
     assert not Delivery.objects.exists()
+
+
+def test_admin_pages_render(admin_client, email_template):
+    for url in [
+        "/admin/templates_app/template/",
+        "/admin/templates_app/template/add/",
+        f"/admin/templates_app/template/{email_template.pk}/change/",
+        f"/admin/templates_app/template/{email_template.pk}/test-send/",
+        f"/admin/templates_app/template/{email_template.pk}/diff/",
+        "/admin/templates_app/layout/add/",
+        "/admin/templates_app/utmparameters/add/",
+    ]:
+        assert admin_client.get(url).status_code == 200, url
+
+
+def test_utm_parameters_must_be_utm_names(admin_client, email_template):
+    response = admin_client.post(
+        "/admin/templates_app/utmparameters/add/",
+        {"notification_type": email_template.notification_type_id, "params": '{"x": 1}'},
+    )
+
+    assert "Map utm_* names to text" in response.text
+    admin_client.post(
+        "/admin/templates_app/utmparameters/add/",
+        {
+            "notification_type": email_template.notification_type_id,
+            "params": '{"utm_source": "news"}',
+        },
+    )
+    email_template.refresh_from_db()
+    assert email_template.current_version.number == 2
+    assert email_template.current_version.compiled["_compiled"]["utm"] == {"utm_source": "news"}
+
+
+def test_marketing_sms_preview_shows_the_opt_out_wording_sending_adds(admin_client):
+    ntype = NotificationTypeFactory(channels=["sms"], traffic="marketing", sample_data=SAMPLE)
+    template = TemplateFactory(notification_type=ntype, channel="sms")
+    template_version_save(template, {"text": "Sale on {{ data.order_id }}"})
+
+    response = admin_client.get(f"/admin/templates_app/template/{template.pk}/preview/")
+
+    assert "Sale on A-1 Reply STOP to opt out." in response.text
+    assert "34 characters, GSM-7, 1 segment" in response.text
+
+
+def test_send_a_test_sms_to_the_number_given_through_twilio(
+    admin_client, admin_user, ntype, settings, http_server
+):
+    from channels import registry
+    from tests.support.twilio import FakeTwilio
+
+    twilio = FakeTwilio(http_server)
+    http_server.responder = twilio.respond
+    settings.PROVIDERS = {
+        **settings.PROVIDERS,
+        "sms": {
+            "channel": "sms",
+            "backend": "channels.sms.TwilioProvider",
+            "options": {
+                "account_sid": "AC0123456789abcdef0123456789abcdef",
+                "auth_token": "token",
+                "from_number": "+15559990000",
+                "base_url": http_server.url,
+            },
+        },
+    }
+    registry.reset()
+    template = TemplateFactory(notification_type=ntype, channel="sms")
+    template_version_save(template, {"text": "Order {{ data.order_id }}"})
+
+    admin_client.post(
+        f"/admin/templates_app/template/{template.pk}/test-send/", {"phone": "+15550001111"}
+    )
+
+    assert [(m["To"], m["Body"]) for m in twilio.messages()] == [("+15550001111", "Order A-1")]
+    delivery = Delivery.objects.get()
+    assert delivery.is_test and delivery.status == Delivery.Status.SENT
+    assert delivery.recipient.external_id == f"staff-test-{admin_user.pk}"

@@ -184,3 +184,25 @@ def test_a_line_break_in_event_data_never_adds_a_header_to_the_sent_mail(smtp_se
     assert message["Bcc"] is None and message["X-Evil"] is None
     assert message["Subject"] == "Order A-1 Bcc: thief@example.com X-Evil: 1"
     assert Delivery.objects.get().status == Delivery.Status.SENT
+
+
+def test_a_render_error_with_one_event_fails_that_delivery_only():
+    ntype = NotificationTypeFactory(channels=["email"], sample_data={"n": 2})
+    template = TemplateFactory(notification_type=ntype, channel="email")
+    template_version_save(template, {"subject": "Per item {{ 10 / data.n }}", "html": "<p>x</p>"})
+    ada, bob = RecipientFactory(email="ada@example.com"), RecipientFactory(email="b@example.com")
+
+    def send(data):
+        event = services.EventRequest(
+            type_key=ntype.key, recipients=[ada.external_id, bob.external_id], data=data
+        )
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            services.notification_accept(api_key_id="k", event=event)
+
+    send({"n": 0})
+    send({"n": 5})
+
+    failed = Delivery.objects.filter(status=Delivery.Status.FAILED)
+    assert failed.count() == 2
+    assert all("render: ZeroDivisionError" in d.error_message for d in failed)
+    assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 2

@@ -160,3 +160,93 @@ def test_none_prints_as_nothing_and_plain_data_prints():
 def test_a_context_with_objects_is_refused():
     with pytest.raises(jinja2.exceptions.SecurityError, match="plain JSON"):
         render_parts({"text": "hi"}, {"data": {"when": object()}})
+
+
+@pytest.mark.django_db
+def test_each_version_is_compiled_once_per_process_however_many_messages(monkeypatch):
+    from templates_app import sandbox
+    from tests.factories import add_template, notification_type_with_templates
+
+    ntype = notification_type_with_templates(channels=("sms",))
+    version = add_template(ntype, "email", {"subject": "S {{ data.n }}", "html": "<p>{{ data.n }}"})
+    compiled = []
+    original = sandbox.MessageSandbox.compile
+
+    def counting(self, source, *args, **kwargs):
+        compiled.append(source)
+        return original(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(sandbox.MessageSandbox, "compile", counting)
+    from templates_app.rendering import render_version
+
+    subjects = [
+        render_version(version, {**CONTEXT, "data": {"n": n}})["subject"] for n in range(500)
+    ]
+
+    assert subjects[0] == "S 0" and subjects[-1] == "S 499"
+    assert len(compiled) == 2  # subject and html, once each
+
+
+def test_a_chain_of_slow_filters_is_stopped_by_the_clock():
+    # Unchecked, 2,000 sorts of 200,000 items would take about a minute.
+    source = "{% set big = (range(100000)|list) * 2 %}" + "{{ big|sort|length }}" * 2000
+    started = time.monotonic()
+
+    with pytest.raises(RenderLimitError, match="took more than"):
+        render_parts({"text": source}, CONTEXT)
+
+    assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize(
+    "source", ["{{ 1" + "|abs" * 1000 + " }}", "{{ " + "(" * 500 + "1" + ")" * 500 + " }}"]
+)
+def test_a_template_nested_too_deeply_is_a_template_error(source):
+    with pytest.raises(jinja2.TemplateSyntaxError, match="nested too deeply"):
+        render_parts({"text": source}, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ 5000000|round|int }}", "5000000"),
+        ("{{ 123456789|string }}", "123456789"),
+        ("{{ data.n|default(20000000) }}", "20000000"),
+        ("{{ 'Call 5551234567 about {}'.format('A-1') }}", "Call 5551234567 about A-1"),
+        ("{{ 'pi 3.1415926 %s' % 'x' }}", "pi 3.1415926 x"),
+        ("{{ '%.2f'|format(12345678.5) }}", "12345678.50"),
+        ("{{ 'a'|center(5) }}", "  a  "),
+        ("{{ 'a\nb'|indent(2, first=true) }}", "  a\n  b"),
+    ],
+)
+def test_large_numbers_and_digits_in_text_are_not_mistaken_for_expanders(source, expected):
+    assert render_parts({"text": source}, {**CONTEXT, "data": {}}) == {"text": expected}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ '{:{}}'.format('x', 999999999) }}",
+        "{{ ('a\\n' * 1000)|indent(2000) }}",
+        "{{ '%.9999999f' % 1 }}",
+        "{{ '%*s' % (999999999, 'x') }}",
+    ],
+)
+def test_widths_taken_from_arguments_or_lines_are_refused(source):
+    with pytest.raises(RenderLimitError):
+        render_parts({"text": source}, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("{{ 1 / data.zero }}", "ZeroDivisionError"),
+        ("{{ 1 + data.text }}", "TypeError"),
+        ("{{ data.text.index('y') }}", "ValueError"),
+    ],
+)
+def test_a_python_error_in_a_template_is_a_template_error(source, error):
+    context = {**CONTEXT, "data": {"zero": 0, "text": "a"}}
+
+    with pytest.raises(jinja2.TemplateRuntimeError, match=error):
+        render_parts({"text": source}, context)

@@ -26,7 +26,7 @@ def staff_recipient(user, *, locale: str, phone: str = "") -> Recipient:
     return recipient
 
 
-def test_send(template: Template, *, user, phone: str = "") -> Delivery:
+def send_test(template: Template, *, user, phone: str = "") -> Delivery:
     """Render the template's current version with its sample data and send it to ``user``.
 
     Email goes to the staff member's own address; SMS to the number they give (Django users
