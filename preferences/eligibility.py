@@ -3,24 +3,27 @@
 Routing plans deliveries with ``decide`` (and a ``CapLedger``) and writes nothing; sending
 calls ``decide`` again when a batch is claimed, so an unsubscribe stops what is already
 queued, deferred or retrying. All lookups are done for a whole batch of recipients at once
-(one query each). The set-based audience path (``audience.py``) mirrors these rules in SQL;
-``tests/preferences/test_eligibility_cases.py`` runs one table of cases through both.
+(one query each). Broadcasts use ``decide_audience``, the same rules with the person's
+choices resolved in SQL over a Recipient queryset; ``tests/preferences/test_eligibility_cases.py``
+runs one table of cases through both.
 
 Rules, in order: erased; no address; suppressed (a suppression of the channel stops even a
 password reset); then, for marketing only: marketing suppression, all marketing off, the
-channel off, the type (most specific row wins) or else the category and its channel off;
-then the category's frequency (daily / weekly digest) and quiet hours (defer to their end).
+channel off, the type (a type row wins over its category) or else the category and its
+channel off, an opt-in type nobody turned on; then the category's frequency (daily / weekly
+digest), quiet hours (defer to their end) and, per notification, the daily cap (CapLedger).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 
 from notifications.models import Delivery, NotificationType, Recipient, Traffic
 
@@ -81,7 +84,13 @@ def decide(
     for recipient in recipients:
         prefs = preferences.get(recipient.id, {})
         for channel in channels:
-            reason = _skip_reason(ntype, recipient, channel, suppressed, prefs, default)
+            reason = _skip_reason(
+                ntype,
+                recipient,
+                channel,
+                suppressed,
+                lambda: opt_out_reason(prefs, ntype, channel, default),  # noqa: B023 - called at once
+            )
             decision = Decision(recipient.id, channel, reason)
             if marketing and not reason:
                 decision = replace(
@@ -93,7 +102,8 @@ def decide(
     return decisions
 
 
-def _skip_reason(ntype, recipient, channel, suppressed, prefs, default=None) -> str:
+def _skip_reason(ntype, recipient, channel, suppressed, opt_out: Callable[[], str]) -> str:
+    """The reason, checking the person's own choices (``opt_out``) only when it comes to it."""
     if recipient.erased_at is not None:
         return Skip.ERASED
     address = recipient_address(recipient, channel)
@@ -107,7 +117,7 @@ def _skip_reason(ntype, recipient, channel, suppressed, prefs, default=None) -> 
         return ""
     if (channel, digest, Suppression.Scope.MARKETING) in suppressed:
         return Skip.SUPPRESSED
-    return opt_out_reason(prefs, ntype, channel, default)
+    return opt_out()
 
 
 def _off(pref: Preference | None) -> bool:
@@ -298,3 +308,93 @@ class CapLedger:
             tomorrow = local_day_start(self.recipients[rid], self.now) + timedelta(days=1)
             return replace(decision, defer_until=max(tomorrow, decision.defer_until or tomorrow))
         return replace(decision, skip_reason=Skip.CAPPED)
+
+
+# --- The same rules, set-based (broadcasts to audiences) ------------------------------------
+#
+# The person's choices are resolved in SQL, one query per batch of recipients whatever its
+# size, so an audience path can select (or INSERT ... SELECT) from the annotated queryset.
+# The case table checks this form against ``opt_out_reason`` case by case.
+
+
+def _rows(**scope) -> QuerySet:
+    return Preference.objects.filter(recipient=OuterRef("pk"), **scope)
+
+
+def _has(**scope) -> Q:
+    return Q(Exists(_rows(**scope)))
+
+
+def _off_sql(**scope) -> Q:
+    return Q(Exists(_rows(**scope).filter(Q(enabled=False) | Q(frequency=Frequency.OFF))))
+
+
+def opt_out_sql(ntype: NotificationType, channel: str, default: TypeDefault | None):
+    """``opt_out_reason`` as one SQL expression over Recipient rows ("" when allowed)."""
+    everything = {"category__isnull": True, "notification_type__isnull": True}
+    own_type = {"notification_type_id": ntype.id}
+    own_category = {"category_id": ntype.category_id, "notification_type__isnull": True}
+    whens = [
+        When(_off_sql(**everything, channel=""), then=Value(Skip.OPTED_OUT_MARKETING)),
+        When(_off_sql(**everything, channel=channel), then=Value(Skip.OPTED_OUT_CHANNEL)),
+        When(_off_sql(**own_type, channel=channel), then=Value(Skip.OPTED_OUT_TYPE)),
+        When(_has(**own_type, channel=channel), then=Value("")),
+        When(_off_sql(**own_type, channel=""), then=Value(Skip.OPTED_OUT_TYPE)),
+        When(_has(**own_type, channel=""), then=Value("")),
+        When(
+            _off_sql(**own_category, channel="") | _off_sql(**own_category, channel=channel),
+            then=Value(Skip.OPTED_OUT_CATEGORY),
+        ),
+    ]
+    if default is not None and not default.enabled:
+        whens.append(When(~_has(**own_category, channel=""), then=Value(Skip.NOT_OPTED_IN)))
+    return Case(*whens, default=Value(""))
+
+
+def frequency_sql(ntype: NotificationType, default: TypeDefault | None):
+    """The cadence ``_digest_frequency`` reads: the category's row, else the type's default."""
+    chosen = _rows(category_id=ntype.category_id, notification_type__isnull=True, channel="")
+    return Coalesce(
+        Subquery(chosen.values("frequency")[:1]), Value(getattr(default, "frequency", ""))
+    )
+
+
+def decide_audience(
+    ntype: NotificationType,
+    recipients: QuerySet,
+    channel: str,
+    now: datetime,
+    batch_size: int = 1000,
+) -> Iterator[Decision]:
+    """Decisions for every recipient of a queryset, in keyset batches of ``batch_size``.
+
+    Per batch: one query for the recipients with their choices resolved in SQL, one for
+    suppressions (by keyed hash) and one for quiet hours. The daily cap is applied by the
+    caller per notification, with a ``CapLedger``, as routing does.
+    """
+    marketing = not ntype.is_transactional
+    default = TypeDefault.objects.filter(notification_type=ntype).first() if marketing else None
+    if marketing:
+        recipients = recipients.annotate(
+            _opt_out=opt_out_sql(ntype, channel, default), _frequency=frequency_sql(ntype, default)
+        )
+    digests = () if is_digest_type(ntype) else (Frequency.DAILY, Frequency.WEEKLY)
+    last = 0
+    while True:
+        batch = list(recipients.filter(pk__gt=last).order_by("pk")[:batch_size])
+        if not batch:
+            return
+        last = batch[-1].pk
+        suppressed = _suppressed_hashes(batch, [channel])
+        quiet = quiet_windows(batch) if marketing else {}
+        for recipient in batch:
+            opt_out = getattr(recipient, "_opt_out", "")
+            reason = _skip_reason(ntype, recipient, channel, suppressed, lambda: opt_out)  # noqa: B023
+            decision = Decision(recipient.id, channel, reason)
+            if marketing and not reason:
+                decision = replace(
+                    decision,
+                    digest=recipient._frequency if recipient._frequency in digests else "",
+                    defer_until=quiet_until(quiet.get(recipient.id), recipient, now),
+                )
+            yield decision

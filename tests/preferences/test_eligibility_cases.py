@@ -1,7 +1,8 @@
 """One table of eligibility cases, run through every path that decides who gets what.
 
 Each path takes the same case and answers one word: "send", "deferred", "digested", or the
-skip reason. The per-event path routes a real notification and reads its Delivery row.
+skip reason. The per-event path routes a real notification and reads its Delivery row; the
+audience path resolves the same choices in SQL over a Recipient queryset (broadcasts).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifications.models import Delivery, Notification, Traffic
+from notifications import clock
+from notifications.models import Delivery, Notification, Recipient, Traffic
 from notifications.routing import route_notifications
+from preferences.eligibility import CapLedger, decide_audience
 from preferences.models import ConsentLog, Suppression, TypeDefault
 from preferences.services import Actor, preferences_update
 from preferences.suppressions import suppression_add
@@ -170,7 +173,20 @@ def per_event(ntype, person) -> str:
     return {"pending": "send"}.get(delivery.status, delivery.status)
 
 
-PATHS: dict[str, Callable] = {"per_event": per_event}
+def audience(ntype, person) -> str:
+    """The set-based form: choices resolved in SQL over a Recipient queryset, then the cap."""
+    now = clock.now()
+    broadcast = Notification.objects.create(type=ntype, audience={"all": True})
+    [decision] = decide_audience(ntype, Recipient.objects.all(), "email", now)
+    decision = CapLedger([person], now).admit(broadcast.id, decision, ntype.traffic)
+    if decision.skip_reason:
+        return decision.skip_reason
+    if decision.digest:
+        return "digested"
+    return "deferred" if decision.defer_until and decision.defer_until > now else "send"
+
+
+PATHS: dict[str, Callable] = {"per_event": per_event, "audience": audience}
 
 
 @pytest.mark.parametrize("path", list(PATHS))
@@ -180,3 +196,22 @@ PATHS: dict[str, Callable] = {"per_event": per_event}
 def test_eligibility_case(path, traffic, setup, expected):
     ntype, person = arrange(traffic, setup)
     assert PATHS[path](ntype, person) == expected
+
+
+def test_the_audience_form_costs_the_same_queries_for_10_or_300_people(promotions):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ntype = make_type("blast", M, promotions)
+    for i in range(300):
+        RecipientFactory(external_id=f"a{i:03}")
+
+    def queries(size: int) -> tuple[int, int]:
+        people = Recipient.objects.filter(external_id__lt=f"a{size:03}")
+        with CaptureQueriesContext(connection) as captured:
+            decisions = list(decide_audience(ntype, people, "email", clock.now(), batch_size=500))
+        return len(decisions), len(captured)
+
+    (small, small_queries), (large, large_queries) = queries(10), queries(300)
+    assert (small, large) == (10, 300)
+    assert small_queries == large_queries
