@@ -36,12 +36,21 @@ REFUSED_STATUSES = {"rejected", "invalid"}
 
 class EmailProvider:
     def __init__(
-        self, *, name: str, channel: str, backend: str | None = None, from_email: str = ""
+        self,
+        *,
+        name: str,
+        channel: str,
+        backend: str | None = None,
+        from_email: str = "",
+        connection_options: dict | None = None,
     ):
         self.name = name
         self.channel = channel
         self.backend = backend
         self.from_email = from_email
+        # Backend keyword arguments (an ESP's api_url, server_token...): two providers on
+        # the same ESP backend, a primary and a backup account, differ only here.
+        self.connection_options = connection_options or {}
 
     def build(self, message: Message) -> EmailMultiAlternatives:
         content = message.content
@@ -64,7 +73,11 @@ class EmailProvider:
     def send_each(self, messages: list[Message]) -> Iterator[Outcome]:
         """One connection for the batch; each outcome yielded as soon as it is known."""
         try:
-            connection = get_connection(self.backend or settings.EMAIL_BACKEND, fail_silently=False)
+            connection = get_connection(
+                self.backend or settings.EMAIL_BACKEND,
+                fail_silently=False,
+                **self.connection_options,
+            )
             connection.open()
         except (OSError, smtplib.SMTPException, AnymailError, ImproperlyConfigured) as exc:
             # Nothing left the machine: every message can be retried or sent elsewhere.

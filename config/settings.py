@@ -260,6 +260,16 @@ SWEEP_STUCK_AFTER_SECONDS = env_int("SWEEP_STUCK_AFTER_SECONDS", 600)
 # How long the send journal (notifications/journal.py) remembers a delivery's progress: well
 # past the sweep timeout, so a sweep always finds it.
 SEND_JOURNAL_TTL_SECONDS = env_int("SEND_JOURNAL_TTL_SECONDS", 86400)
+
+# --- Circuit breakers and send rates (channels/breaker.py, channels/ratelimit.py) --------
+# Defaults for every provider; a PROVIDERS entry may override them under "breaker".
+BREAKER_FAILURE_RATIO = env_float("BREAKER_FAILURE_RATIO", 0.5)
+BREAKER_MIN_CALLS = env_int("BREAKER_MIN_CALLS", 10)
+BREAKER_WINDOW_SECONDS = env_int("BREAKER_WINDOW_SECONDS", 60)
+BREAKER_OPEN_SECONDS = env_float("BREAKER_OPEN_SECONDS", 30)
+BREAKER_PROBE_TIMEOUT_SECONDS = env_int("BREAKER_PROBE_TIMEOUT_SECONDS", 60)
+# A batch waits this long at most for its provider's send rate; the rest is retried later.
+RATE_LIMIT_MAX_WAIT_SECONDS = env_float("RATE_LIMIT_MAX_WAIT_SECONDS", 1)
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 60)
 RELEASE_INTERVAL_SECONDS = env_float("RELEASE_INTERVAL_SECONDS", 5)
 # Retries due sooner than this stay in the broker (countdown); later ones are parked in the DB.

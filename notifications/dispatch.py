@@ -1,9 +1,14 @@
-"""Hand a batch of messages to one provider; a crash becomes outcomes, never an exception."""
+"""Hand a batch of messages to one provider, through its breaker and send rate.
+
+A crash becomes outcomes, never an exception; every outcome is noted in the send journal
+as it comes (notifications/journal.py).
+"""
 
 from __future__ import annotations
 
 import logging
 
+from channels import breaker, ratelimit
 from channels.base import AMBIGUOUS, TRANSIENT, Message, Outcome, send_stream
 from channels.registry import get_provider
 
@@ -11,11 +16,47 @@ from .journal import SendJournal
 
 log = logging.getLogger(__name__)
 
+# Prefixes notifications/outcomes.py acts on: an open circuit falls back at once; a rate
+# limit is waited out without spending an attempt.
+CIRCUIT_OPEN = "circuit open"
+RATE_LIMITED = "rate limited"
+
 
 def dispatch(
     provider_name: str, messages: list[Message], journal: SendJournal | None = None
 ) -> list[Outcome]:
     journal = journal or SendJournal()
+    admission = breaker.admit(provider_name)
+    if admission is breaker.Admission.NONE:
+        return [_circuit_open(provider_name, m) for m in messages]
+    # Half-open: one message is the probe; the rest of the batch goes elsewhere.
+    allowed = messages[:1] if admission is breaker.Admission.PROBE else messages
+    refused = messages[len(allowed) :]
+    grant = ratelimit.acquire(provider_name, len(allowed))
+    now, later = allowed[: grant.granted], allowed[grant.granted :]
+    outcomes = _send(provider_name, now, journal)
+    failed = sum(1 for o in outcomes if o.error_kind in (TRANSIENT, AMBIGUOUS))
+    breaker.record(provider_name, admission, ok=len(outcomes) - failed, failed=failed)
+    outcomes += [_circuit_open(provider_name, m) for m in refused]
+    outcomes += [
+        Outcome.failed(
+            m.delivery_id,
+            TRANSIENT,
+            f"{RATE_LIMITED}: {provider_name} is at its send rate",
+            retry_after=grant.wait_seconds,
+        )
+        for m in later
+    ]
+    return outcomes
+
+
+def _circuit_open(provider_name: str, message: Message) -> Outcome:
+    return Outcome.failed(message.delivery_id, TRANSIENT, f"{CIRCUIT_OPEN}: {provider_name}")
+
+
+def _send(provider_name: str, messages: list[Message], journal: SendJournal) -> list[Outcome]:
+    if not messages:
+        return []
     outcomes: list[Outcome] = []
     provider = get_provider(provider_name)
     try:

@@ -15,10 +15,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 
-from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Outcome
+from channels.base import AMBIGUOUS, PERMANENT, Outcome
 from preferences.eligibility import decide
 
 from . import clock, enqueue
+from .dispatch import CIRCUIT_OPEN, RATE_LIMITED
 from .fallback import next_hop
 from .models import Delivery
 
@@ -32,6 +33,7 @@ RECORDED_FIELDS = [
     "error_kind",
     "error_message",
     "next_attempt_at",
+    "attempts",
     "updated_at",
 ]
 
@@ -84,8 +86,12 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
 def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
     if outcome.error_kind == PERMANENT:
         return False
-    if outcome.error_kind == TRANSIENT and outcome.error.startswith("circuit open"):
+    if outcome.error.startswith(CIRCUIT_OPEN):
         return False
+    if outcome.error.startswith(RATE_LIMITED):
+        # Never tried: waiting for the provider's send rate spends no attempt.
+        delivery.attempts -= 1
+        return True
     return delivery.attempts < settings.MAX_ATTEMPTS.get(delivery.channel, 5)
 
 

@@ -1,0 +1,133 @@
+"""Circuit breakers and send rates, shared through Redis by every worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from channels import breaker, ratelimit
+from channels.breaker import Admission
+from notifications import clock
+
+
+@pytest.fixture
+def limits(settings):
+    settings.BREAKER_MIN_CALLS = 4
+    settings.BREAKER_FAILURE_RATIO = 0.5
+    settings.BREAKER_WINDOW_SECONDS = 60
+    settings.BREAKER_OPEN_SECONDS = 30
+    yield
+    clock.reset()
+
+
+def test_it_opens_on_the_failure_ratio_and_not_before_the_minimum_calls(limits):
+    breaker.record("esp", Admission.ALL, ok=0, failed=3)
+    assert breaker.admit("esp") is Admission.ALL  # 3 calls: below the minimum
+
+    breaker.record("esp", Admission.ALL, ok=1, failed=0)
+    breaker.record("esp", Admission.ALL, ok=0, failed=1)  # 4 of 5 failed
+
+    assert breaker.state("esp").state == "open"
+    assert breaker.admit("esp") is Admission.NONE
+
+
+def test_successes_keep_it_closed(limits):
+    breaker.record("esp", Admission.ALL, ok=9, failed=4)
+    assert breaker.state("esp").state == "closed"
+
+
+def test_closed_open_half_open_closed_with_one_probe(limits, caplog):
+    breaker.record("esp", Admission.ALL, ok=0, failed=4)
+    clock.advance(29)
+    assert breaker.admit("esp") is Admission.NONE
+    clock.advance(2)
+
+    assert breaker.state("esp").state == "half-open"
+    assert breaker.admit("esp") is Admission.PROBE
+    assert breaker.admit("esp") is Admission.NONE  # the probe is out: nobody else goes
+    breaker.record("esp", Admission.PROBE, ok=1, failed=0)
+
+    assert breaker.state("esp").state == "closed"
+    assert breaker.admit("esp") is Admission.ALL
+    said = [r.getMessage() for r in caplog.records if r.name == "clarion.breaker"]
+    assert [m.split(":")[0] for m in said] == [
+        "breaker esp opened",
+        "breaker esp half-open",
+        "breaker esp closed",
+    ]
+
+
+def test_a_failed_probe_opens_it_again_for_a_full_period(limits):
+    breaker.record("esp", Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    assert breaker.admit("esp") is Admission.PROBE
+
+    breaker.record("esp", Admission.PROBE, ok=0, failed=1)
+
+    assert breaker.admit("esp") is Admission.NONE
+    clock.advance(31)
+    assert breaker.admit("esp") is Admission.PROBE
+
+
+def test_of_many_workers_at_half_open_exactly_one_probes(limits):
+    breaker.record("esp", Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    start = threading.Barrier(8)
+
+    def ask(_):
+        start.wait()
+        return breaker.admit("esp")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, range(8)))
+
+    assert answers.count(Admission.PROBE) == 1
+    assert answers.count(Admission.NONE) == 7
+
+
+def test_breakers_are_per_provider(limits):
+    breaker.record("esp", Admission.ALL, ok=0, failed=4)
+    assert breaker.admit("backup-esp") is Admission.ALL
+
+
+def test_workers_drawing_together_stay_under_the_send_rate(settings):
+    settings.PROVIDERS = {
+        **settings.PROVIDERS,
+        "slow-esp": {"rate_limit": {"rate": 50, "burst": 5}},
+    }
+    settings.RATE_LIMIT_MAX_WAIT_SECONDS = 0.5
+    ratelimit.take("slow-esp", 0)
+    granted: list[int] = []
+    started = time.monotonic()
+
+    def worker(_):
+        total = 0
+        while time.monotonic() - started < 1.0:
+            total += ratelimit.acquire(esp, 3).granted
+        return total
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        granted = list(pool.map(worker, range(4)))
+    elapsed = time.monotonic() - started
+
+    # 50 a second plus the burst, whatever the number of workers.
+    assert sum(granted) <= 50 * elapsed + 5 + 3
+    assert sum(granted) >= 50 * 1.0 * 0.8
+
+
+def test_what_the_rate_cannot_give_in_time_is_left_for_later(settings):
+    esp = fresh_provider(settings, rate=1, burst=2)
+    settings.RATE_LIMIT_MAX_WAIT_SECONDS = 0.1
+
+    grant = ratelimit.acquire(esp, 5)
+
+    assert grant.granted == 2
+    assert 2.5 <= grant.wait_seconds <= 3.0
+
+
+def test_a_provider_without_a_rate_is_not_limited():
+    assert ratelimit.acquire("email", 10_000).granted == 10_000
