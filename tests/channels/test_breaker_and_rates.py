@@ -134,3 +134,15 @@ def test_what_the_rate_cannot_give_in_time_is_left_for_later(settings):
 
 def test_a_provider_without_a_rate_is_not_limited():
     assert ratelimit.acquire("email", 10_000).granted == 10_000
+
+
+def test_the_admin_shows_each_providers_breaker(limits, admin_client):
+    breaker.record("email", Admission.ALL, ok=0, failed=4)
+
+    page = admin_client.get("/admin/channels/providerevent/")
+
+    assert page.status_code == 200
+    states = {b.provider: b.state for b in page.context["breakers"]}
+    assert states["email"] == "open"
+    assert states["sms"] == "closed"
+    assert 'class="breaker-open"' in page.text
