@@ -1,0 +1,156 @@
+"""What happens after a provider answers: retry, park, fail, fall back, or never fall back."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import TestCase
+
+from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Outcome
+from notifications import clock, outcomes
+from notifications.models import Delivery
+from tests.factories import NotificationFactory, NotificationTypeFactory, RecipientFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def two_providers_and_a_chain(settings):
+    settings.PROVIDERS = {
+        **settings.PROVIDERS,
+        "email-backup": {"channel": "email", "backend": "channels.email.EmailProvider"},
+    }
+    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "email": ["email", "email-backup"]}
+    settings.MAX_ATTEMPTS = {**settings.MAX_ATTEMPTS, "sms": 3, "email": 3}
+    settings.RETRY_PARK_AFTER_SECONDS = 5
+
+
+def sending(channel: str = "sms", attempts: int = 1) -> Delivery:
+    ntype = NotificationTypeFactory(channels=["sms"], fallbacks={"sms": ["email"]})
+    return Delivery.objects.create(
+        notification=NotificationFactory(type=ntype),
+        recipient=RecipientFactory(),
+        channel=channel,
+        provider=channel,
+        traffic="transactional",
+        status=Delivery.Status.SENDING,
+        attempts=attempts,
+    )
+
+
+def answer(delivery: Delivery, outcome: Outcome) -> list:
+    with TestCase.captureOnCommitCallbacks(execute=False) as published:
+        outcomes.record({delivery.id: delivery}, [outcome])
+    delivery.refresh_from_db()
+    return published
+
+
+def hops(delivery: Delivery) -> list[tuple[str, str, str]]:
+    rows = Delivery.objects.filter(notification=delivery.notification).exclude(id=delivery.id)
+    return list(rows.values_list("channel", "provider", "status"))
+
+
+def test_a_429_with_retry_after_waits_that_long_in_postgres_not_the_broker():
+    delivery = sending()
+
+    published = answer(delivery, Outcome.failed(delivery.id, TRANSIENT, "429", retry_after=600))
+
+    assert delivery.status == "deferred"
+    assert 599 <= (delivery.next_attempt_at - clock.now()).total_seconds() <= 600
+    assert published == []
+    assert hops(delivery) == []
+
+
+def test_a_short_transient_wait_stays_in_the_broker_as_a_countdown():
+    delivery = sending()
+
+    published = answer(delivery, Outcome.failed(delivery.id, TRANSIENT, "timeout", retry_after=2))
+
+    assert delivery.status == "pending"
+    assert len(published) == 1
+    assert (delivery.error_kind, delivery.error_message) == ("transient", "timeout")
+
+
+def test_a_permanent_error_goes_straight_to_the_next_hop_without_retries():
+    delivery = sending(attempts=1)
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "21211 invalid number"))
+
+    assert (delivery.status, delivery.attempts) == ("failed", 1)
+    [(channel, provider, status)] = hops(delivery)
+    assert (channel, provider, status) == ("email", "email", "pending")
+    assert Delivery.objects.get(replaces=delivery).hop == 1
+
+
+def test_spent_retries_fall_back_and_the_backup_provider_comes_before_the_next_channel():
+    delivery = sending(channel="email", attempts=3)
+    delivery.notification.type.fallbacks = {"email": ["sms"]}
+    delivery.notification.type.save()
+
+    answer(delivery, Outcome.failed(delivery.id, TRANSIENT, "503"))
+
+    assert delivery.status == "failed"
+    assert hops(delivery) == [("email", "email-backup", "pending")]
+
+
+def test_an_ambiguous_outcome_is_retried_on_the_same_provider_and_never_falls_back():
+    delivery = sending(attempts=1)
+
+    answer(delivery, Outcome.failed(delivery.id, AMBIGUOUS, "read timeout"))
+    assert delivery.status in ("pending", "deferred")
+    assert delivery.provider == "sms"
+
+    delivery.status, delivery.attempts = Delivery.Status.SENDING, 3
+    delivery.save()
+    answer(delivery, Outcome.failed(delivery.id, AMBIGUOUS, "read timeout"))
+
+    assert delivery.status == "failed"
+    assert hops(delivery) == []
+
+
+def test_an_open_circuit_falls_back_at_once():
+    delivery = sending(channel="email", attempts=1)
+    delivery.notification.type.fallbacks = {}
+    delivery.notification.type.save()
+
+    answer(delivery, Outcome.failed(delivery.id, TRANSIENT, "circuit open: email"))
+
+    assert delivery.status == "failed"
+    assert hops(delivery) == [("email", "email-backup", "pending")]
+
+
+def test_a_rate_limit_wait_spends_no_attempt():
+    delivery = sending(attempts=3)
+
+    answer(delivery, Outcome.failed(delivery.id, TRANSIENT, "rate limited: sms", retry_after=1))
+
+    assert (delivery.status, delivery.attempts) == ("pending", 2)
+
+
+def test_a_hop_never_follows_a_success():
+    delivery = sending()
+
+    answer(delivery, Outcome.ok(delivery.id, "SM123"))
+
+    assert (delivery.status, delivery.provider_message_id) == ("sent", "SM123")
+    assert hops(delivery) == []
+
+
+def test_a_chain_ends_instead_of_looping():
+    delivery = sending(attempts=1)
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "bad number"))
+    email = Delivery.objects.get(replaces=delivery)
+    email.status, email.attempts = Delivery.Status.SENDING, 1
+    email.save()
+    answer(email, Outcome.failed(email.id, PERMANENT, "bad address"))
+    backup = Delivery.objects.get(replaces=email)
+    backup.status, backup.attempts = Delivery.Status.SENDING, 1
+    backup.save()
+    answer(backup, Outcome.failed(backup.id, PERMANENT, "bad address"))
+
+    chain = Delivery.objects.filter(notification=delivery.notification).order_by("hop")
+    assert [(d.channel, d.provider, d.status) for d in chain] == [
+        ("sms", "sms", "failed"),
+        ("email", "email", "failed"),
+        ("email", "email-backup", "failed"),
+    ]
