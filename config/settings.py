@@ -243,6 +243,8 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # --- Pipeline ---------------------------------------------------------------------------
 # Deliveries sent per send task: one provider connection serves a whole batch.
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
+# Recipients a broadcast's fan-out decides and writes at a time (keyset batches).
+BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 5000)
 # Notifications routed per routing task (bulk API calls are routed in chunks).
 ROUTE_BATCH_SIZE = env_int("ROUTE_BATCH_SIZE", 100)
 # Attempts per delivery before it fails (and falls back), per channel.

@@ -40,6 +40,8 @@ class EventRequest:
     send_at: datetime | None = None
     # Canonical JSON of what the caller sent: same key with another body is refused.
     fingerprint: str = ""
+    # A broadcast names an audience (notifications/broadcasts.py) instead of recipients.
+    audience: dict[str, Any] | None = None
 
     @property
     def external_ids(self) -> list[str]:
@@ -154,6 +156,8 @@ def _check(event: EventRequest, types: dict, known: set[str]) -> AcceptError | N
             f"No active notification type has the key {event.type_key!r}.",
             fields={"type": ["Unknown notification type."]},
         )
+    if event.audience is not None:
+        return None
     missing = sorted(set(event.external_ids) - known)
     if missing:
         return AcceptError(
@@ -174,6 +178,7 @@ def _new_notification(api_key_id: str, event: EventRequest, ntype) -> Notificati
         fingerprint=event.fingerprint,
         data=event.data,
         recipient_ids=list(dict.fromkeys(event.external_ids)),
+        audience=event.audience,
         send_at=event.send_at,
     )
 

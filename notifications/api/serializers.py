@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
+from ..broadcasts import progress
 from ..models import Delivery, FeedItem, Notification, Recipient
 
 
@@ -160,3 +161,49 @@ class FeedItemSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_read(self, item: FeedItem) -> bool:
         return item.read_at is not None
+
+
+class AudienceSerializer(serializers.Serializer):
+    """Who a broadcast goes to: everyone, or every recipient matching all the filters."""
+
+    all = serializers.BooleanField(required=False, help_text="true: every recipient.")
+    attributes = serializers.DictField(
+        required=False, help_text="Recipient attributes that must all match exactly."
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Tags a recipient must all carry."
+    )
+
+
+class BroadcastInputSerializer(serializers.Serializer):
+    type = serializers.SlugField(max_length=100)
+    audience = serializers.JSONField(
+        help_text='{"all": true} or {"attributes": {...}, "tags": [...]}'
+    )
+    data = serializers.DictField(required=False, default=dict)
+    idempotency_key = serializers.CharField(max_length=255, required=False)
+    send_at = serializers.DateTimeField(required=False)
+
+
+class BroadcastSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField(source="type.key")
+    status = serializers.CharField()
+    audience = AudienceSerializer()
+    data = serializers.DictField()
+    send_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    routed_at = serializers.DateTimeField(allow_null=True)
+    deliveries = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        inline_serializer(
+            "BroadcastProgress",
+            {
+                "total": serializers.IntegerField(),
+                "by_status": serializers.DictField(child=serializers.IntegerField()),
+            },
+        )
+    )
+    def get_deliveries(self, notification) -> dict:
+        return progress(notification)

@@ -12,6 +12,12 @@ urlpatterns = [
         views.NotificationDetailView.as_view(),
         name="notification-detail",
     ),
+    path("broadcasts/", views.BroadcastCreateView.as_view(), name="broadcast-create"),
+    path(
+        "broadcasts/<uuid:broadcast_id>/",
+        views.BroadcastDetailView.as_view(),
+        name="broadcast-detail",
+    ),
     path("recipients/<str:external_id>/", views.RecipientView.as_view(), name="recipient"),
     path("recipients/<str:external_id>/feed/", views.FeedView.as_view(), name="recipient-feed"),
     path(

@@ -10,12 +10,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import clock, services
+from .. import broadcasts, clock, services
 from ..models import FeedItem, Notification, Recipient
 from .auth import api_key_id
 from .errors import ApiError, error_body
 from .serializers import (
     AcceptedSerializer,
+    BroadcastInputSerializer,
+    BroadcastSerializer,
     BulkInputSerializer,
     FeedItemSerializer,
     NotificationInputSerializer,
@@ -210,3 +212,55 @@ class FeedReadView(APIView):
             FeedItem.objects.filter(id=item.id, read_at__isnull=True).update(read_at=clock.now())
             item.refresh_from_db()
         return Response(FeedItemSerializer(item).data)
+
+
+class BroadcastCreateView(APIView):
+    @extend_schema(
+        request=BroadcastInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={202: AcceptedSerializer},
+        summary="Send one notification type to an audience (everyone, or filters)",
+    )
+    def post(self, request: Request) -> Response:
+        payload = _require_object(request)
+        serializer = BroadcastInputSerializer(data=payload)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        header_key = request.headers.get("Idempotency-Key") or None
+        body_key = data.get("idempotency_key")
+        if header_key and body_key and header_key != body_key:
+            raise ApiError(
+                "idempotency_key_mismatch",
+                "The Idempotency-Key header and the idempotency_key field differ.",
+            )
+        try:
+            accepted = broadcasts.broadcast_accept(
+                api_key_id=api_key_id(request),
+                type_key=data["type"],
+                audience=data["audience"],
+                data=data["data"],
+                idempotency_key=header_key or body_key,
+                send_at=data.get("send_at"),
+                fingerprint=services.fingerprint(
+                    {k: v for k, v in payload.items() if k != "idempotency_key"}
+                ),
+            )
+        except broadcasts.AudienceError as exc:
+            raise ApiError("validation_error", str(exc), fields=exc.fields) from exc
+        if accepted.error:
+            error = accepted.error
+            raise ApiError(error.code, error.message, error.status, error.fields)
+        headers = {} if accepted.created else {"Idempotent-Replayed": "true"}
+        return Response(_accepted_body(accepted), status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class BroadcastDetailView(APIView):
+    @extend_schema(responses=BroadcastSerializer, summary="A broadcast and its progress")
+    def get(self, request: Request, broadcast_id) -> Response:
+        notification = get_object_or_404(
+            Notification.objects.select_related("type"),
+            id=broadcast_id,
+            api_key_id=api_key_id(request),
+            audience__isnull=False,
+        )
+        return Response(BroadcastSerializer(notification).data)

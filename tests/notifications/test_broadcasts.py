@@ -1,0 +1,189 @@
+"""Broadcasts: an audience fanned out in the database, once per eligible person and channel."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
+
+from notifications import broadcasts, routing, services
+from notifications.models import Delivery, Recipient
+from preferences.models import Suppression
+from preferences.services import Actor, unsubscribe_all_marketing
+from preferences.suppressions import suppression_add
+from tests.factories import notification_type_with_templates
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def deals():
+    return notification_type_with_templates(
+        key="weekly-deals", channels=("email", "in_app"), traffic="marketing"
+    )
+
+
+def people(count: int, prefix: str = "p", **fields) -> list[Recipient]:
+    return Recipient.objects.bulk_create(
+        Recipient(external_id=f"{prefix}{i}", email=f"{prefix}{i}@example.com", **fields)
+        for i in range(count)
+    )
+
+
+def broadcast(audience: dict, key: str | None = None, data: dict | None = None):
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return broadcasts.broadcast_accept(
+            api_key_id="k",
+            type_key="weekly-deals",
+            audience=audience,
+            data=data or {"order_id": "Sale"},
+            idempotency_key=key,
+            fingerprint=services.fingerprint({"audience": audience, "data": data}),
+        )
+
+
+def test_everyone_gets_one_delivery_per_channel(deals):
+    people(25)
+
+    accepted = broadcast({"all": True})
+
+    rows = Delivery.objects.filter(notification=accepted.notification)
+    assert rows.count() == 50
+    assert set(rows.values_list("status", flat=True)) == {"sent"}
+    pairs = rows.values_list("recipient_id", "channel")
+    assert len(set(pairs)) == 50
+
+
+def test_attribute_and_tag_filters_pick_the_audience(deals):
+    people(3, "pro", attributes={"plan": "pro", "country": "FR"}, tags=["beta", "news"])
+    people(2, "pro-nobeta", attributes={"plan": "pro"}, tags=["news"])
+    people(4, "free", attributes={"plan": "free"}, tags=["beta"])
+
+    accepted = broadcast({"attributes": {"plan": "pro"}, "tags": ["beta"]})
+
+    got = set(
+        Delivery.objects.filter(notification=accepted.notification).values_list(
+            "recipient__external_id", flat=True
+        )
+    )
+    assert got == {"pro0", "pro1", "pro2"}
+
+
+def test_opted_out_and_suppressed_people_are_skipped_with_the_reason(deals):
+    out, bounced, fine = people(3)
+    unsubscribe_all_marketing(recipient=out, actor=Actor(source="api"))
+    suppression_add(channel="email", address=bounced.email, reason="hard_bounce")
+
+    accepted = broadcast({"all": True})
+
+    rows = {
+        (d.recipient_id, d.channel): (d.status, d.skip_reason)
+        for d in Delivery.objects.filter(notification=accepted.notification)
+    }
+    assert rows[(out.id, "email")] == ("skipped", "opted_out_marketing")
+    assert rows[(out.id, "in_app")] == ("skipped", "opted_out_marketing")
+    assert rows[(bounced.id, "email")] == ("skipped", "suppressed")
+    assert rows[(bounced.id, "in_app")] == ("sent", "")
+    assert rows[(fine.id, "email")] == ("sent", "")
+    assert Suppression.objects.count() == 1
+
+
+def test_a_replayed_broadcast_creates_nothing_and_another_body_is_refused(deals):
+    people(10)
+    first = broadcast({"all": True}, key="deals-1")
+
+    again = broadcast({"all": True}, key="deals-1")
+    other = broadcast({"all": True}, key="deals-1", data={"order_id": "Other"})
+
+    assert (again.notification.id, again.created) == (first.notification.id, False)
+    assert other.error.code == "idempotency_key_reused"
+    assert Delivery.objects.count() == 20
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [{}, {"all": False}, {"all": True, "tags": ["x"]}, {"tags": "x"}, {"region": "eu"}, []],
+)
+def test_a_malformed_audience_is_refused(deals, audience):
+    with pytest.raises(broadcasts.AudienceError):
+        broadcast(audience)
+    assert not Delivery.objects.exists()
+
+
+def queries_to_fan_out(size: int, settings) -> int:
+    settings.BROADCAST_BATCH_SIZE = 20_000
+    people(size, prefix=f"q{size}-")
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        accepted = broadcasts.broadcast_accept(
+            api_key_id="k",
+            type_key="weekly-deals",
+            audience={"attributes": {"cohort": size}},
+            data={"headline": "Sale"},
+        )
+    Recipient.objects.filter(external_id__startswith=f"q{size}-").update(
+        attributes={"cohort": size}
+    )
+    with CaptureQueriesContext(connection) as captured:
+        with TestCase.captureOnCommitCallbacks(execute=False):
+            created = routing.route_notifications([str(accepted.notification.id)])
+    assert created == size * 2
+    return len(captured)
+
+
+def test_fan_out_takes_the_same_queries_for_100_and_10000_recipients(deals, settings):
+    small = queries_to_fan_out(100, settings)
+    large = queries_to_fan_out(10_000, settings)
+    assert small == large, f"{small} queries for 100 recipients, {large} for 10,000"
+
+
+# --- API -------------------------------------------------------------------------------------
+
+
+def test_the_api_accepts_a_broadcast_and_reports_its_progress(api, deals):
+    people(4, attributes={"plan": "pro"})
+    body = {
+        "type": "weekly-deals",
+        "audience": {"attributes": {"plan": "pro"}},
+        "data": {"order_id": "D-1"},
+    }
+
+    accepted = api.post("/api/v1/broadcasts/", body, format="json")
+
+    assert accepted.status_code == 202, accepted.content
+    detail = api.get(f"/api/v1/broadcasts/{accepted.json()['id']}/").json()
+    assert detail["type"] == "weekly-deals"
+    assert detail["audience"] == {"attributes": {"plan": "pro"}}
+    assert detail["deliveries"] == {"total": 8, "by_status": {"sent": 8}}
+
+    replay = api.post("/api/v1/broadcasts/", body, format="json", HTTP_IDEMPOTENCY_KEY="b1")
+    again = api.post("/api/v1/broadcasts/", body, format="json", HTTP_IDEMPOTENCY_KEY="b1")
+    assert again.json()["id"] == replay.json()["id"]
+    assert again["Idempotent-Replayed"] == "true"
+
+
+def test_the_api_refuses_a_bad_audience_or_type_with_the_json_error_format(api, deals):
+    bad = api.post(
+        "/api/v1/broadcasts/", {"type": "weekly-deals", "audience": {"x": 1}}, format="json"
+    )
+    unknown = api.post(
+        "/api/v1/broadcasts/", {"type": "nope", "audience": {"all": True}}, format="json"
+    )
+
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "validation_error"
+    assert "audience" in bad.json()["error"]["fields"]
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["code"] == "unknown_notification_type"
+    assert not Delivery.objects.exists()
+
+
+def test_an_event_notification_is_not_a_broadcast(api, deals):
+    people(1)
+    event = api.post(
+        "/api/v1/notifications/",
+        {"type": "weekly-deals", "recipients": ["p0"], "data": {"order_id": "E-1"}},
+        format="json",
+    )
+
+    assert api.get(f"/api/v1/broadcasts/{event.json()['id']}/").status_code == 404
