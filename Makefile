@@ -31,6 +31,20 @@ test: $(STAMP) lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DB_CONN_MAX_AGE=0 \
 	  $(BIN)/pytest $(PYTEST_ARGS)
 
+# Benchmarks run on a database and Redis db of their own: they truncate what they use.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clarion_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/14
+BENCH_ENV = DJANGO_SETTINGS_MODULE=bench.settings DATABASE_URL=$(BENCH_DATABASE_URL) \
+  REDIS_URL=$(BENCH_REDIS_URL) DB_CONN_MAX_AGE=600
+
+## bench: Clarion beside its peers on 100,000 recipients; writes bench/results/latest.json
+bench: $(STAMP)
+	$(BENCH_ENV) $(BIN)/python -m bench.run
+
+## bench-quick: small sizes, under a minute; fails when a ratio is below bench/thresholds.json
+bench-quick: $(STAMP)
+	$(BENCH_ENV) $(BIN)/python -m bench.run --quick --check
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
