@@ -19,6 +19,7 @@ from channels.base import AMBIGUOUS, PERMANENT, Outcome
 from preferences.eligibility import decide
 
 from . import clock, enqueue
+from .bulk import bulk_set
 from .dispatch import CIRCUIT_OPEN, RATE_LIMITED
 from .fallback import next_hop
 from .models import Delivery
@@ -77,7 +78,7 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
             delivery.status = Delivery.Status.FAILED
             failed.append(delivery)
     with transaction.atomic():
-        Delivery.objects.bulk_update(changed, RECORDED_FIELDS)
+        bulk_set(Delivery, changed, RECORDED_FIELDS)
         for delivery_id, traffic, channel, wait in soon:
             enqueue.sends_on_commit([(delivery_id, traffic, channel)], countdown=wait)
         fall_back([d for d in failed if d.error_kind != AMBIGUOUS])
