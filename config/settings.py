@@ -243,6 +243,9 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # --- Pipeline ---------------------------------------------------------------------------
 # Deliveries sent per send task: one provider connection serves a whole batch.
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
+# A transactional event of at most SEND_BATCH_SIZE deliveries is sent by its routing task
+# right after it commits (one broker hop less); off: every send goes through its queue.
+SEND_TRANSACTIONAL_INLINE = env_bool("SEND_TRANSACTIONAL_INLINE", True)
 # Recipients a broadcast's fan-out decides and writes at a time (keyset batches).
 BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 5000)
 # Notifications routed per routing task (bulk API calls are routed in chunks).

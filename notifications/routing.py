@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 
 from channels.registry import primary_provider
 from preferences.eligibility import CapLedger, decide
 
 from . import clock, enqueue
-from .models import Delivery, Notification, Recipient
+from .models import Delivery, Notification, Recipient, Traffic
 
 
 def route_notifications(notification_ids: list[str]) -> int:
@@ -98,7 +99,22 @@ def _delivery(notification, recipient, channel, decision, now) -> Delivery:
 
 
 def _enqueue_pending(notification_ids: list) -> None:
-    pending = Delivery.objects.filter(
-        notification_id__in=notification_ids, status=Delivery.Status.PENDING
-    ).values_list("id", "traffic", "channel")
+    pending = list(
+        Delivery.objects.filter(
+            notification_id__in=notification_ids, status=Delivery.Status.PENDING
+        ).values_list("id", "traffic", "channel")
+    )
+    urgent = [p for p in pending if p[1] == Traffic.TRANSACTIONAL]
+    if settings.SEND_TRANSACTIONAL_INLINE and urgent and len(urgent) <= settings.SEND_BATCH_SIZE:
+        # A password reset is sent by this routing task as soon as it commits: one broker
+        # hop less on the path people wait for. Retries and fallbacks still go by queue.
+        ids = [p[0] for p in urgent]
+        transaction.on_commit(lambda: _send_now(ids), robust=True)
+        pending = [p for p in pending if p[1] != Traffic.TRANSACTIONAL]
     enqueue.sends_on_commit(pending)
+
+
+def _send_now(delivery_ids: list[int]) -> None:
+    from .sending import send_deliveries
+
+    send_deliveries(delivery_ids)
