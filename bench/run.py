@@ -51,7 +51,7 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 THRESHOLDS = ROOT / "bench" / "thresholds.json"
 SIZES = {
     "full": {"recipients": 100_000, "per_task_peer": 20_000, "api": 4_000, "latency_s": 20},
-    "quick": {"recipients": 3_000, "per_task_peer": 1_000, "api": 400, "latency_s": 3},
+    "quick": {"recipients": 1_500, "per_task_peer": 500, "api": 200, "latency_s": 2},
 }
 OPTED_OUT_EVERY, SUPPRESSED_EVERY = 50, 100  # 2% opted out, 1% suppressed
 CLIENTS = 8
@@ -179,7 +179,7 @@ def workers():
 
     marketing = WorkerProcess(worker_env(), queues_for("marketing"), concurrency=2, name="mkt")
     transactional = WorkerProcess(
-        worker_env(), queues_for("transactional"), concurrency=1, name="tx"
+        worker_env(), queues_for("transactional"), concurrency=2, name="tx"
     )
     marketing.start(timeout=60)
     transactional.start(timeout=60)
