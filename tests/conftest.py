@@ -48,6 +48,18 @@ def http_server():
 
 
 @pytest.fixture
+def browser(monkeypatch):
+    """Headless Chromium (tests/support/browser.py)."""
+    from tests.support.browser import chromium
+
+    # Playwright's sync API keeps an event loop on this thread; the ORM calls between page
+    # steps are still plain synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
 def redis_server():
     """A private redis-server for tests that stop or flush it."""
     with RedisServer() as server:

@@ -35,25 +35,35 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-def event_from(payload: dict, header_key: str | None = None) -> services.EventRequest:
-    """Validate one event body; raises ValidationError (400) or ApiError."""
-    serializer = NotificationInputSerializer(data=payload)
-    serializer.is_valid(raise_exception=True)
-    data = serializer.validated_data
-    body_key = data.get("idempotency_key")
+def idempotency_key(header_key: str | None, body_key: str | None) -> str | None:
+    """The request's key, from the header or the body field (they must agree)."""
+    if header_key is not None and len(header_key) > 255:
+        raise ApiError("invalid_idempotency_key", "Idempotency-Key is at most 255 characters.")
     if header_key and body_key and header_key != body_key:
         raise ApiError(
             "idempotency_key_mismatch",
             "The Idempotency-Key header and the idempotency_key field differ.",
         )
-    fingerprinted = {k: v for k, v in payload.items() if k != "idempotency_key"}
+    return header_key or body_key
+
+
+def body_fingerprint(payload: dict) -> str:
+    """Canonical JSON of the body, the key itself aside (a replay may move it to the header)."""
+    return services.fingerprint({k: v for k, v in payload.items() if k != "idempotency_key"})
+
+
+def event_from(payload: dict, header_key: str | None = None) -> services.EventRequest:
+    """Validate one event body; raises ValidationError (400) or ApiError."""
+    serializer = NotificationInputSerializer(data=payload)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
     return services.EventRequest(
         type_key=data["type"],
         recipients=data["recipients"],
         data=data["data"],
-        idempotency_key=header_key or body_key,
+        idempotency_key=idempotency_key(header_key, data.get("idempotency_key")),
         send_at=data.get("send_at"),
-        fingerprint=services.fingerprint(fingerprinted),
+        fingerprint=body_fingerprint(payload),
     )
 
 
@@ -76,10 +86,7 @@ class NotificationCreateView(APIView):
         summary="Send a notification to one or more recipients",
     )
     def post(self, request: Request) -> Response:
-        key = request.headers.get("Idempotency-Key") or None
-        if key is not None and len(key) > 255:
-            raise ApiError("invalid_idempotency_key", "Idempotency-Key is at most 255 characters.")
-        event = event_from(_require_object(request), key)
+        event = event_from(_require_object(request), request.headers.get("Idempotency-Key") or None)
         accepted = services.notification_accept(api_key_id=api_key_id(request), event=event)
         if accepted.error:
             error = accepted.error
@@ -226,24 +233,18 @@ class BroadcastCreateView(APIView):
         serializer = BroadcastInputSerializer(data=payload)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        header_key = request.headers.get("Idempotency-Key") or None
-        body_key = data.get("idempotency_key")
-        if header_key and body_key and header_key != body_key:
-            raise ApiError(
-                "idempotency_key_mismatch",
-                "The Idempotency-Key header and the idempotency_key field differ.",
-            )
+        key = idempotency_key(
+            request.headers.get("Idempotency-Key") or None, data.get("idempotency_key")
+        )
         try:
             accepted = broadcasts.broadcast_accept(
                 api_key_id=api_key_id(request),
                 type_key=data["type"],
                 audience=data["audience"],
                 data=data["data"],
-                idempotency_key=header_key or body_key,
+                idempotency_key=key,
                 send_at=data.get("send_at"),
-                fingerprint=services.fingerprint(
-                    {k: v for k, v in payload.items() if k != "idempotency_key"}
-                ),
+                fingerprint=body_fingerprint(payload),
             )
         except broadcasts.AudienceError as exc:
             raise ApiError("validation_error", str(exc), fields=exc.fields) from exc

@@ -187,3 +187,15 @@ def test_an_event_notification_is_not_a_broadcast(api, deals):
     )
 
     assert api.get(f"/api/v1/broadcasts/{event.json()['id']}/").status_code == 404
+
+
+def test_the_api_refuses_an_overlong_or_conflicting_idempotency_key(api, deals):
+    body = {"type": "weekly-deals", "audience": {"all": True}, "idempotency_key": "a"}
+
+    long = api.post("/api/v1/broadcasts/", body, format="json", HTTP_IDEMPOTENCY_KEY="k" * 256)
+    clash = api.post("/api/v1/broadcasts/", body, format="json", HTTP_IDEMPOTENCY_KEY="b")
+
+    assert long.json()["error"]["code"] == "invalid_idempotency_key"
+    assert clash.json()["error"]["code"] == "idempotency_key_mismatch"
+    assert (long.status_code, clash.status_code) == (400, 400)
+    assert not Delivery.objects.exists()

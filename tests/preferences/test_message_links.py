@@ -96,25 +96,9 @@ def test_links_and_headers_cost_no_query_per_recipient(settings, promotions):
 def test_a_marketing_sms_reaches_twilio_with_the_opt_out_wording(
     settings, http_server, ada, promotions
 ):
-    from channels import registry
-    from tests.support.twilio import FakeTwilio
+    from tests.support.twilio import use_fake_twilio
 
-    twilio = FakeTwilio(http_server)
-    http_server.responder = twilio.respond
-    settings.PROVIDERS = {
-        **settings.PROVIDERS,
-        "sms": {
-            "channel": "sms",
-            "backend": "channels.sms.TwilioProvider",
-            "options": {
-                "account_sid": "AC0123456789abcdef0123456789abcdef",
-                "auth_token": "token",
-                "from_number": "+15559990000",
-                "base_url": http_server.url,
-            },
-        },
-    }
-    registry.reset()
+    twilio = use_fake_twilio(settings, http_server)
     deals = make_type("sms-deals", Traffic.MARKETING, promotions, channels=("sms",))
     code = make_type("sms-code", Traffic.TRANSACTIONAL, promotions, channels=("sms",))
     send(deals, [ada], {"deal": "T-1"})

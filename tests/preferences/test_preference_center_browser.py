@@ -5,39 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.db import connections
-from playwright.sync_api import sync_playwright
 
 from notifications.models import Delivery
 
 from .conftest import send
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-extensions",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    # Playwright's sync API keeps an event loop on this thread; the ORM calls between
-    # page steps are still plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000
-        )
-        yield browser
-        browser.close()
-        # ORM calls made inside Playwright's greenlet opened a connection of their own.
-        connections.close_all()
 
 
 def preference_link(message) -> str:

@@ -57,3 +57,26 @@ class FakeTwilio:
             "num_segments": "1",
         }
         return 201, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+def use_fake_twilio(settings, server: RecordingServer) -> FakeTwilio:
+    """Point the "sms" provider at a fake Twilio on ``server`` (the real twilio client)."""
+    from channels import registry
+
+    twilio = FakeTwilio(server)
+    server.responder = twilio.respond
+    settings.PROVIDERS = {
+        **settings.PROVIDERS,
+        "sms": {
+            "channel": "sms",
+            "backend": "channels.sms.TwilioProvider",
+            "options": {
+                "account_sid": "AC0123456789abcdef0123456789abcdef",
+                "auth_token": "token",
+                "from_number": "+15559990000",
+                "base_url": server.url,
+            },
+        },
+    }
+    registry.reset()
+    return twilio

@@ -224,25 +224,9 @@ def test_marketing_sms_preview_shows_the_opt_out_wording_sending_adds(admin_clie
 def test_send_a_test_sms_to_the_number_given_through_twilio(
     admin_client, admin_user, ntype, settings, http_server
 ):
-    from channels import registry
-    from tests.support.twilio import FakeTwilio
+    from tests.support.twilio import use_fake_twilio
 
-    twilio = FakeTwilio(http_server)
-    http_server.responder = twilio.respond
-    settings.PROVIDERS = {
-        **settings.PROVIDERS,
-        "sms": {
-            "channel": "sms",
-            "backend": "channels.sms.TwilioProvider",
-            "options": {
-                "account_sid": "AC0123456789abcdef0123456789abcdef",
-                "auth_token": "token",
-                "from_number": "+15559990000",
-                "base_url": http_server.url,
-            },
-        },
-    }
-    registry.reset()
+    twilio = use_fake_twilio(settings, http_server)
     template = TemplateFactory(notification_type=ntype, channel="sms")
     template_version_save(template, {"text": "Order {{ data.order_id }}"})
 

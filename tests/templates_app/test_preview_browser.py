@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connections
 from django.test import Client
-from playwright.sync_api import sync_playwright
 
 from templates_app.services import template_version_save
 from tests.factories import NotificationTypeFactory, TemplateFactory
@@ -21,18 +19,6 @@ HOSTILE_HTML = (
     '<img src="data:," onerror="document.body.dataset.ran = \'onerror\'">'
     "<a id=go href=\"javascript:document.body.dataset.ran='link'\">go</a>"
 )
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, timeout=60_000
-        )
-        yield browser
-        browser.close()
-        connections.close_all()
 
 
 def test_a_script_in_a_previewed_template_never_runs(live_server, admin_user, browser):
