@@ -1,0 +1,30 @@
+"""Django's Redis cache, keeping one client per connection pool.
+
+The stock client builds a new ``redis.Redis`` (and its table of ~170 response callbacks) on
+every cache call. The breaker and rate checks make several calls per send batch, so that
+construction showed up in profiles of the send path; a client per pool is safe to share, as
+the pool hands out connections per call.
+"""
+
+from __future__ import annotations
+
+from django.core.cache.backends import redis as django_redis
+
+
+class RedisCacheClient(django_redis.RedisCacheClient):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, object] = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+
+class RedisCache(django_redis.RedisCache):
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = RedisCacheClient
