@@ -1,13 +1,16 @@
-"""Writing many rows' changed fields in one statement.
+"""Writing many rows in one statement, where Django's bulk helpers need two or cost more.
 
 Django's ``bulk_update`` builds a CASE expression per field per row in Python; for a send
 batch that cost more than sending the mail. ``UPDATE ... FROM (VALUES ...)`` does the same
-in one statement that PostgreSQL plans once.
+in one statement that PostgreSQL plans once. ``bulk_create(ignore_conflicts=True)`` does not
+say which rows it inserted, so the API had to read them back; ``insert_new`` asks with
+``RETURNING``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import connection
 from django.db.models import Model
@@ -47,3 +50,33 @@ def bulk_set(model: type[Model], rows: Sequence[Model], field_names: Sequence[st
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def insert_new(model: type[Model], rows: Sequence[Model]) -> set[Any]:
+    """Insert rows whose primary keys are set, skipping conflicts; the keys that went in.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (PostgreSQL, and SQLite in trial mode):
+    a row that hit a unique constraint (a replayed idempotency key) is left out of the answer.
+    """
+    if not rows:
+        return set()
+    fields = model._meta.concrete_fields
+    pk = model._meta.pk
+    quote = connection.ops.quote_name
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params: list = []
+    for row in rows:
+        for field in fields:
+            # pre_save fills auto_now(_add) fields as Model.save would.
+            params.append(field.get_db_prep_save(field.pre_save(row, True), connection))
+    sql = " ".join(
+        [
+            f"INSERT INTO {quote(model._meta.db_table)}",  # noqa: S608 - names, not values
+            f"({', '.join(quote(f.column) for f in fields)})",
+            f"VALUES {', '.join([placeholders] * len(rows))}",
+            f"ON CONFLICT DO NOTHING RETURNING {quote(pk.column)}",
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {pk.to_python(value) for (value,) in cursor.fetchall()}

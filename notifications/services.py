@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 
 from . import enqueue
+from .bulk import insert_new
 from .models import Notification, NotificationType, Recipient
 
 RECIPIENT_FIELDS = ("email", "phone", "webhook_url", "locale", "timezone", "attributes", "tags")
@@ -112,12 +113,7 @@ def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list
                 continue
             candidates.append((index, _new_notification(api_key_id, event, types[event.type_key])))
         recipients_upsert(r for index, n in candidates for r in events[index].inline_recipients)
-        Notification.objects.bulk_create([n for _, n in candidates], ignore_conflicts=True)
-        created_ids = set(
-            Notification.objects.filter(id__in=[n.id for _, n in candidates]).values_list(
-                "id", flat=True
-            )
-        )
+        created_ids = insert_new(Notification, [n for _, n in candidates])
         existing = _existing_by_key(
             api_key_id, [n for _, n in candidates if n.id not in created_ids]
         )
