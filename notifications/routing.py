@@ -1,8 +1,13 @@
 """Routing: turn accepted notifications into Delivery rows and queue their sends.
 
-Eligibility plans (and writes nothing); this module writes the plan in bulk. The unique
-first-hop constraint makes a replayed routing task a no-op. The number of queries is the
-same for one recipient or a thousand.
+Eligibility plans (and writes nothing); this module writes the plan in bulk. Routing takes
+each notification under a row lock and only while it is still ``accepted``, so a replayed
+routing task is a no-op (and the unique first-hop constraint backs that up). The number of
+queries is the same for one recipient or a thousand.
+
+A transactional event of at most one send batch is claimed by its routing transaction and
+sent by the routing task as soon as that commits: a password reset goes out without a second
+broker hop, a second transaction or a second look at preferences decided a moment before.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from channels.registry import primary_provider
 from preferences.eligibility import CapLedger, decide
 
 from . import clock, enqueue
+from .journal import SendJournal
 from .models import Delivery, Notification, Recipient, Traffic
 
 
@@ -32,23 +38,63 @@ def route_notifications(notification_ids: list[str]) -> int:
         if not notifications:
             return 0
         events = [n for n in notifications if not n.is_broadcast]
-        created = _plan_and_write(events, now) if events else 0
-        for broadcast in (n for n in notifications if n.is_broadcast):
+        broadcasts = [n for n in notifications if n.is_broadcast]
+        rows = _plan(events, now) if events else []
+        urgent = _claim_urgent(rows, now)
+        Delivery.objects.bulk_create(rows)
+        created = len(rows)
+        for broadcast in broadcasts:
             from .broadcasts import fan_out
 
             created += fan_out(broadcast, now)
         Notification.objects.filter(id__in=[n.id for n in notifications]).update(
             status=Notification.Status.ROUTED, routed_at=now
         )
-        _enqueue_pending([n.id for n in notifications])
+        if urgent:
+            _send_after_commit(urgent)
+        enqueue.sends_on_commit(
+            (d.id, d.traffic, d.channel)
+            for d in rows
+            if d.status == Delivery.Status.PENDING  # the urgent ones are claimed already
+        )
+        if broadcasts:
+            _enqueue_pending([n.id for n in broadcasts])
     return created
 
 
-def _plan_and_write(notifications: list[Notification], now: datetime) -> int:
+def _claim_urgent(rows: list[Delivery], now: datetime) -> list[Delivery]:
+    """Transactional deliveries this task will send itself, claimed as they are written."""
+    urgent = [
+        d
+        for d in rows
+        if d.status == Delivery.Status.PENDING and d.traffic == Traffic.TRANSACTIONAL
+    ]
+    if not settings.SEND_TRANSACTIONAL_INLINE or len(urgent) > settings.SEND_BATCH_SIZE:
+        return []
+    for delivery in urgent:
+        delivery.status = Delivery.Status.SENDING
+        delivery.attempts = 1
+        delivery.claimed_at = delivery.updated_at = now
+    return urgent
+
+
+def _send_after_commit(claimed: list[Delivery]) -> None:
+    from .sending import send_claimed
+
+    journal = SendJournal()
+    # Noted before the claim commits, as sending.claim does: the sweeper reads it.
+    journal.claimed(d.id for d in claimed)
+    transaction.on_commit(lambda: send_claimed(claimed, journal), robust=True)
+
+
+def _plan(notifications: list[Notification], now: datetime) -> list[Delivery]:
+    """The Delivery rows of some events, decided by the eligibility module, unsaved."""
     wanted = {external_id for n in notifications for external_id in n.recipient_ids}
     recipients = {r.external_id: r for r in Recipient.objects.filter(external_id__in=wanted)}
     rows: list[Delivery] = []
-    ledger = CapLedger(recipients.values(), now)
+    # The daily cap counts marketing only: a batch of receipts needs no cap lookup.
+    marketing = any(n.type.traffic == Traffic.MARKETING for n in notifications)
+    ledger = CapLedger(recipients.values() if marketing else (), now)
     by_type: dict[int, list[Notification]] = defaultdict(list)
     for notification in notifications:
         by_type[notification.type_id].append(notification)
@@ -66,8 +112,7 @@ def _plan_and_write(notifications: list[Notification], now: datetime) -> int:
                         notification.id, decisions[(recipient.id, channel)], ntype.traffic
                     )
                     rows.append(_delivery(notification, recipient, channel, decision, now))
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+    return rows
 
 
 def _recipients_of(notification: Notification, recipients: dict[str, Recipient]):
@@ -99,22 +144,7 @@ def _delivery(notification, recipient, channel, decision, now) -> Delivery:
 
 
 def _enqueue_pending(notification_ids: list) -> None:
-    pending = list(
-        Delivery.objects.filter(
-            notification_id__in=notification_ids, status=Delivery.Status.PENDING
-        ).values_list("id", "traffic", "channel")
-    )
-    urgent = [p for p in pending if p[1] == Traffic.TRANSACTIONAL]
-    if settings.SEND_TRANSACTIONAL_INLINE and urgent and len(urgent) <= settings.SEND_BATCH_SIZE:
-        # A password reset is sent by this routing task as soon as it commits: one broker
-        # hop less on the path people wait for. Retries and fallbacks still go by queue.
-        ids = [p[0] for p in urgent]
-        transaction.on_commit(lambda: _send_now(ids), robust=True)
-        pending = [p for p in pending if p[1] != Traffic.TRANSACTIONAL]
+    pending = Delivery.objects.filter(
+        notification_id__in=notification_ids, status=Delivery.Status.PENDING
+    ).values_list("id", "traffic", "channel")
     enqueue.sends_on_commit(pending)
-
-
-def _send_now(delivery_ids: list[int]) -> None:
-    from .sending import send_deliveries
-
-    send_deliveries(delivery_ids)

@@ -56,10 +56,14 @@ def claim(delivery_ids: list[int], journal: SendJournal | None = None) -> list[D
 def send_deliveries(delivery_ids: list[int]) -> None:
     journal = SendJournal()
     deliveries = claim(delivery_ids, journal)
+    if deliveries:
+        send_claimed(_still_eligible(deliveries, clock.now()), journal)
+
+
+def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
+    """Render, send and record deliveries this process claimed (status ``sending``)."""
     if not deliveries:
         return
-    now = clock.now()
-    deliveries = _still_eligible(deliveries, now)
     builder = MessageBuilder()
     results: list[Outcome] = []
     by_provider: dict[str, list[Message]] = defaultdict(list)

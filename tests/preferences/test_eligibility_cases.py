@@ -170,7 +170,8 @@ def per_event(ntype, person) -> str:
     delivery = Delivery.objects.get(notification=notification)
     if delivery.status == Delivery.Status.SKIPPED:
         return delivery.skip_reason
-    return {"pending": "send"}.get(delivery.status, delivery.status)
+    # Transactional ones are claimed by routing itself (sending), marketing ones queued.
+    return {"pending": "send", "sending": "send"}.get(delivery.status, delivery.status)
 
 
 def audience(ntype, person) -> str:
