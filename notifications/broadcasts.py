@@ -4,7 +4,7 @@ A broadcast is a Notification whose ``audience`` says who gets it: everyone, or 
 recipients whose attributes contain given values and who carry given tags. Accepting one is
 accepting an event (same idempotency, same routing task); routing calls ``fan_out``, which
 walks the audience in keyset batches, decides each batch with the one eligibility module
-(``decide_audience``, a constant number of queries per batch), writes the Delivery rows with
+(``audience_batches``, a constant number of queries per batch), writes the Delivery rows with
 PostgreSQL COPY, and queues the sends in batches of delivery ids.
 """
 
@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from channels.registry import primary_provider
-from preferences.eligibility import CapLedger, decide_audience
+from preferences.eligibility import CapLedger, audience_batches
 
 from . import services
 from .models import Delivery, Notification, Recipient
@@ -97,68 +97,73 @@ def fan_out(notification: Notification, now: datetime) -> int:
     """Write one Delivery per recipient and channel of the audience; returns how many."""
     ntype = notification.type
     audience = audience_queryset(notification.audience or {})
-    size = settings.BROADCAST_BATCH_SIZE
     providers = {channel: primary_provider(channel) for channel in ntype.channels}
-    created, last = 0, 0
-    while True:
-        batch = list(audience.filter(pk__gt=last).order_by("pk").only("id", "timezone")[:size])
-        if not batch:
-            return created
-        last = batch[-1].pk
-        members = Recipient.objects.filter(pk__in=[r.pk for r in batch])
-        ledger = CapLedger(batch, now) if not ntype.is_transactional else None
-        rows: list[Delivery] = []
-        for channel in ntype.channels:
-            for decision in decide_audience(ntype, members, channel, now, batch_size=size):
-                if ledger is not None:
-                    decision = ledger.admit(notification.id, decision, ntype.traffic)
-                rows.append(_delivery(notification, decision, providers[channel], now))
-        created += copy_deliveries(rows)
+    created = 0
+    for contacts, decisions in audience_batches(
+        ntype, audience, list(ntype.channels), now, settings.BROADCAST_BATCH_SIZE
+    ):
+        if not ntype.is_transactional:
+            ledger = CapLedger(contacts, now)
+            decisions = [ledger.admit(notification.id, d, ntype.traffic) for d in decisions]
+        created += copy_deliveries(
+            _delivery(notification, d, providers[d.channel], now) for d in decisions
+        )
+    return created
 
 
-def _delivery(notification: Notification, decision, provider: str, now: datetime) -> Delivery:
-    delivery = Delivery(
-        notification_id=notification.id,
-        recipient_id=decision.recipient_id,
-        channel=decision.channel,
-        traffic=notification.type.traffic,
-        provider=provider,
-        status_changed_at=now,
-        created_at=now,
-        updated_at=now,
-    )
+def _delivery(notification: Notification, decision, provider: str, now: datetime) -> dict:
+    """The columns of one Delivery that differ from a fresh row's defaults."""
+    row = {
+        "notification_id": notification.id,
+        "recipient_id": decision.recipient_id,
+        "channel": decision.channel,
+        "traffic": notification.type.traffic,
+        "provider": provider,
+        "status_changed_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
     if not decision.allowed:
-        delivery.status = Delivery.Status.SKIPPED
-        delivery.skip_reason = decision.skip_reason
+        row["status"] = Delivery.Status.SKIPPED
+        row["skip_reason"] = decision.skip_reason
     elif decision.digest:
-        delivery.status = Delivery.Status.DIGESTED
+        row["status"] = Delivery.Status.DIGESTED
     else:
         later = max(filter(None, [decision.defer_until, notification.send_at]), default=None)
         if later and later > now:
-            delivery.status = Delivery.Status.DEFERRED
-            delivery.next_attempt_at = later
-    return delivery
+            row["status"] = Delivery.Status.DEFERRED
+            row["next_attempt_at"] = later
+    return row
 
 
-def copy_deliveries(rows: Iterable[Delivery]) -> int:
-    """Write Delivery rows with one COPY: the fastest way into PostgreSQL, many times
-    ``bulk_create``. Routing holds the notification's row lock, so nothing races it."""
-    rows = list(rows)
-    if not rows:
-        return 0
-    if connection.vendor != "postgresql":
-        Delivery.objects.bulk_create(rows, batch_size=1000)  # trial mode's SQLite
-        return len(rows)
+def copy_deliveries(rows: Iterable[dict[str, Any]]) -> int:
+    """Write Delivery rows (column values by field attname) with one COPY.
+
+    COPY is the fastest way into PostgreSQL, many times ``bulk_create``; the rows are plain
+    values over a template of the model's defaults, prepared for the database once, so no
+    model instance is built per row. Routing holds the notification's row lock, so nothing
+    races it.
+    """
+    if connection.vendor != "postgresql":  # trial mode's SQLite
+        objs = [Delivery(**row) for row in rows]
+        Delivery.objects.bulk_create(objs, batch_size=1000)
+        return len(objs)
     fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
+    fresh = Delivery()
+    defaults = [f.get_db_prep_save(getattr(fresh, f.attname), connection) for f in fields]
+    names = [f.attname for f in fields]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     table = connection.ops.quote_name(Delivery._meta.db_table)
+    count = 0
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
+                # Every value here is plain (ids, text, datetimes): psycopg adapts it as is.
                 copy.write_row(
-                    [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
+                    [row.get(name, default) for name, default in zip(names, defaults, strict=True)]
                 )
-    return len(rows)
+                count += 1
+    return count
 
 
 def progress(notification: Notification) -> dict[str, Any]:

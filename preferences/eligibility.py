@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
+from notifications import lookups  # noqa: F401 - registers field__any
 from notifications.models import Delivery, NotificationType, Recipient, Traffic
 
 from .addresses import address_hash, recipient_address
@@ -172,15 +173,21 @@ def _preferences(ntype: NotificationType, recipients: list[Recipient]) -> dict:
 
 
 def _suppressed_hashes(recipients: list[Recipient], channels: list[str]) -> set[tuple]:
-    hashes = {
-        address_hash(c, recipient_address(r, c))
-        for r in recipients
-        for c in channels
-        if recipient_address(r, c)
-    }
+    return _suppressions_of(
+        {
+            address_hash(c, recipient_address(r, c))
+            for r in recipients
+            for c in channels
+            if recipient_address(r, c)
+        }
+    )
+
+
+def _suppressions_of(hashes: set[str]) -> set[tuple]:
+    """(channel, hash, scope) of the suppressions among some address hashes, one query."""
     if not hashes:
         return set()
-    rows = Suppression.objects.filter(address_hash__in=hashes).values_list(
+    rows = Suppression.objects.filter(address_hash__any=hashes).values_list(
         "channel", "address_hash", "scope"
     )
     return set(rows)
@@ -210,7 +217,7 @@ def quiet_windows(recipients: list[Recipient]) -> dict[int, tuple[time, time]]:
     own = {
         q.recipient_id: (q.start, q.end)
         for q in QuietHours.objects.filter(
-            recipient__in=[r.id for r in recipients], start__isnull=False, end__isnull=False
+            recipient_id__any=[r.id for r in recipients], start__isnull=False, end__isnull=False
         )
     }
     windows = dict.fromkeys((r.id for r in recipients), default) if default else {}
@@ -267,7 +274,7 @@ class CapLedger:
         self.recipients = {r.id: r for r in recipients}
         own = dict(
             QuietHours.objects.filter(
-                recipient__in=list(self.recipients), daily_marketing_cap__isnull=False
+                recipient_id__any=list(self.recipients), daily_marketing_cap__isnull=False
             ).values_list("recipient_id", "daily_marketing_cap")
         )
         self.caps = {
@@ -281,7 +288,7 @@ class CapLedger:
     def _load(self) -> None:
         earliest = min(local_day_start(self.recipients[rid], self.now) for rid in self.caps)
         rows = Delivery.objects.filter(
-            recipient_id__in=list(self.caps),
+            recipient_id__any=list(self.caps),
             traffic=Traffic.MARKETING,
             status__in=_COUNTED,
             status_changed_at__gte=earliest,
@@ -359,6 +366,26 @@ def frequency_sql(ntype: NotificationType, default: TypeDefault | None):
     )
 
 
+@dataclass(slots=True)
+class Contact:
+    """What the rules read of a recipient, loaded as plain values for audience batches.
+
+    Building 100,000 Recipient models (JSON fields and all) cost more than deciding for them;
+    every helper here reads only these attributes, so a Contact stands in for a Recipient.
+    """
+
+    id: int
+    external_id: str
+    email: str
+    phone: str
+    webhook_url: str
+    timezone: str
+    erased_at: datetime | None
+
+
+CONTACT_FIELDS = ("id", "external_id", "email", "phone", "webhook_url", "timezone", "erased_at")
+
+
 def decide_audience(
     ntype: NotificationType,
     recipients: QuerySet,
@@ -366,35 +393,82 @@ def decide_audience(
     now: datetime,
     batch_size: int = 1000,
 ) -> Iterator[Decision]:
-    """Decisions for every recipient of a queryset, in keyset batches of ``batch_size``.
+    """Decisions for every recipient of a queryset on one channel, in recipient order."""
+    for _, decisions in audience_batches(ntype, recipients, [channel], now, batch_size):
+        yield from decisions
 
-    Per batch: one query for the recipients with their choices resolved in SQL, one for
-    suppressions (by keyed hash) and one for quiet hours. The daily cap is applied by the
-    caller per notification, with a ``CapLedger``, as routing does.
+
+def audience_batches(
+    ntype: NotificationType,
+    recipients: QuerySet,
+    channels: list[str],
+    now: datetime,
+    batch_size: int = 1000,
+) -> Iterator[tuple[list[Contact], list[Decision]]]:
+    """Each keyset batch of a queryset's recipients, with their decisions on every channel.
+
+    Per batch, whatever its size: one query for the recipients with their choices resolved
+    in SQL (one expression per channel), one for suppressions (by keyed hash) and, for
+    marketing, one for quiet hours. The daily cap is applied by the caller per notification,
+    with a ``CapLedger`` over the batch's contacts, as routing does.
     """
     marketing = not ntype.is_transactional
     default = TypeDefault.objects.filter(notification_type=ntype).first() if marketing else None
+    names = list(CONTACT_FIELDS)
     if marketing:
         recipients = recipients.annotate(
-            _opt_out=opt_out_sql(ntype, channel, default), _frequency=frequency_sql(ntype, default)
+            _frequency=frequency_sql(ntype, default),
+            **{f"_opt_out_{c}": opt_out_sql(ntype, c, default) for c in channels},
         )
+        names += ["_frequency", *(f"_opt_out_{c}" for c in channels)]
     digests = () if is_digest_type(ntype) else (Frequency.DAILY, Frequency.WEEKLY)
+    width = len(CONTACT_FIELDS)
     last = 0
     while True:
-        batch = list(recipients.filter(pk__gt=last).order_by("pk")[:batch_size])
-        if not batch:
+        rows = list(recipients.filter(pk__gt=last).order_by("pk").values_list(*names)[:batch_size])
+        if not rows:
             return
-        last = batch[-1].pk
-        suppressed = _suppressed_hashes(batch, [channel])
-        quiet = quiet_windows(batch) if marketing else {}
-        for recipient in batch:
-            opt_out = getattr(recipient, "_opt_out", "")
-            reason = _skip_reason(ntype, recipient, channel, suppressed, lambda: opt_out)  # noqa: B023
-            decision = Decision(recipient.id, channel, reason)
-            if marketing and not reason:
-                decision = replace(
-                    decision,
-                    digest=recipient._frequency if recipient._frequency in digests else "",
-                    defer_until=quiet_until(quiet.get(recipient.id), recipient, now),
+        last = rows[-1][0]
+        contacts = [Contact(*row[:width]) for row in rows]
+        hashes = {
+            (contact.id, channel): address_hash(channel, address)
+            for contact in contacts
+            for channel in channels
+            if (address := recipient_address(contact, channel))
+        }
+        suppressed = _suppressions_of(set(hashes.values()))
+        quiet = quiet_windows(contacts) if marketing else {}
+        decisions: list[Decision] = []
+        for contact, row in zip(contacts, rows, strict=True):
+            frequency = row[width] if marketing else ""
+            for index, channel in enumerate(channels):
+                reason = _batch_skip_reason(
+                    ntype, contact, channel, hashes.get((contact.id, channel)), suppressed
                 )
-            yield decision
+                if not reason and marketing:
+                    reason = row[width + 1 + index]
+                if reason or not marketing:
+                    decisions.append(Decision(contact.id, channel, reason))
+                    continue
+                decisions.append(
+                    Decision(
+                        contact.id,
+                        channel,
+                        digest=frequency if frequency in digests else "",
+                        defer_until=quiet_until(quiet.get(contact.id), contact, now),
+                    )
+                )
+        yield contacts, decisions
+
+
+def _batch_skip_reason(ntype, contact: Contact, channel: str, digest, suppressed: set) -> str:
+    """``_skip_reason`` up to the person's own choices, with the address hash at hand."""
+    if contact.erased_at is not None:
+        return Skip.ERASED
+    if digest is None:
+        return Skip.NO_ADDRESS
+    if (channel, digest, Suppression.Scope.ALL) in suppressed:
+        return Skip.SUPPRESSED
+    if not ntype.is_transactional and (channel, digest, Suppression.Scope.MARKETING) in suppressed:
+        return Skip.SUPPRESSED
+    return ""

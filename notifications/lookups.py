@@ -1,0 +1,31 @@
+"""``field__any=[...]``: membership in a list passed as one array parameter.
+
+Django spells ``field__in`` as one placeholder per value; for the 5,000-recipient batches of
+a broadcast, binding those lists (client-side, a fresh query text each time) cost more than
+PostgreSQL took to run them. ``= ANY(%s)`` sends the list as a single array, and the query
+text stays the same whatever the batch size. Other databases (trial mode's SQLite) get IN.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Field, ForeignObject, Lookup
+
+
+class AnyOf(Lookup):
+    lookup_name = "any"
+
+    def get_prep_lookup(self):
+        return [self.lhs.output_field.get_prep_value(v) for v in self.rhs]
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        values = list(self.rhs)
+        if not values:
+            return "1 = 0", []
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s)", [*lhs_params, values]
+        return f"{lhs} IN ({', '.join(['%s'] * len(values))})", [*lhs_params, *values]
+
+
+Field.register_lookup(AnyOf)
+ForeignObject.register_lookup(AnyOf)  # relations keep a lookup table of their own

@@ -1,0 +1,25 @@
+"""``field__any``: a list as one array parameter, matching what ``field__in`` matches."""
+
+from __future__ import annotations
+
+import pytest
+
+from notifications.models import NotificationType, Recipient
+from preferences.models import Suppression
+from tests.factories import RecipientFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_any_lookup_matches_a_list_as_in_does():
+    people = [RecipientFactory(external_id=f"p{i}") for i in range(5)]
+    ids = [p.id for p in people[1:4]]
+    assert set(Recipient.objects.filter(id__any=ids)) == set(Recipient.objects.filter(id__in=ids))
+    assert list(Recipient.objects.filter(id__any=[])) == []
+    assert set(Recipient.objects.filter(external_id__any=["p0", "p4", "nobody"])) == {
+        people[0],
+        people[4],
+    }
+    Suppression.objects.create(channel="email", address_hash="h1", reason="manual")
+    assert Suppression.objects.filter(address_hash__any={"h1", "h2"}).count() == 1
+    assert NotificationType.objects.filter(category_id__any=[0]).count() == 0
