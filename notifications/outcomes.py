@@ -77,6 +77,9 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
         else:
             delivery.status = Delivery.Status.FAILED
             failed.append(delivery)
+    if not soon and not failed:
+        bulk_set(Delivery, changed, RECORDED_FIELDS)  # one statement, atomic on its own
+        return
     with transaction.atomic():
         bulk_set(Delivery, changed, RECORDED_FIELDS)
         for delivery_id, traffic, channel, wait in soon:
