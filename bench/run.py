@@ -321,10 +321,14 @@ def campaign(url: str, key: str, eligible: int, marketing: WorkerProcess) -> dic
 
 
 def copy_limit(notification_id: str) -> float:
-    """The database limit: the same Delivery rows, written by one COPY into a twin table."""
+    """The database limit: the same Delivery rows, written by one COPY into a twin table.
+
+    The twin has the Delivery table's defaults, constraints and indexes (what any writer of
+    these rows must maintain), not its foreign keys.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            "CREATE TEMP TABLE delivery_twin (LIKE notifications_delivery INCLUDING DEFAULTS)"
+            "CREATE TEMP TABLE delivery_twin (LIKE notifications_delivery INCLUDING ALL)"
         )
         data = bytearray()
         with cursor.cursor.copy(
