@@ -4,7 +4,7 @@ Django's ``bulk_update`` builds a CASE expression per field per row in Python; f
 batch that cost more than sending the mail. ``UPDATE ... FROM (VALUES ...)`` does the same
 in one statement that PostgreSQL plans once. ``bulk_create(ignore_conflicts=True)`` does not
 say which rows it inserted, so the API had to read them back; ``insert_new`` asks with
-``RETURNING``.
+``RETURNING``. ``upsert`` is ``bulk_create(update_conflicts=True)`` without its Python cost.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Model
+from django.db.models.fields import AutoFieldMixin
 
 
 def bulk_set(model: type[Model], rows: Sequence[Model], field_names: Sequence[str]) -> None:
@@ -60,8 +61,37 @@ def insert_new(model: type[Model], rows: Sequence[Model]) -> set[Any]:
     """
     if not rows:
         return set()
-    fields = model._meta.concrete_fields
     pk = model._meta.pk
+    sql, params = _insert(model, rows, model._meta.concrete_fields)
+    sql += f" ON CONFLICT DO NOTHING RETURNING {connection.ops.quote_name(pk.column)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {pk.to_python(value) for (value,) in cursor.fetchall()}
+
+
+def upsert(model: type[Model], rows: Sequence[Model], unique: str, update: Sequence[str]) -> None:
+    """Insert rows, or on a conflict over ``unique`` overwrite the ``update`` fields only.
+
+    What ``bulk_create(update_conflicts=True)`` does, for a third of its Python time: the API
+    upserts the recipients of every event it accepts. An empty ``update`` keeps existing rows.
+    """
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    # Serial ids are left to the database.
+    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+    sql, params = _insert(model, rows, fields)
+    target = quote(model._meta.get_field(unique).column)
+    columns = [quote(model._meta.get_field(name).column) for name in update]
+    action = (
+        "UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns) if columns else "NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} ON CONFLICT ({target}) DO {action}", params)
+
+
+def _insert(model: type[Model], rows: Sequence[Model], fields: Sequence) -> tuple[str, list]:
+    """``INSERT INTO table (columns) VALUES (...), ...`` for ``fields`` of every row."""
     quote = connection.ops.quote_name
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     params: list = []
@@ -74,9 +104,6 @@ def insert_new(model: type[Model], rows: Sequence[Model]) -> set[Any]:
             f"INSERT INTO {quote(model._meta.db_table)}",  # noqa: S608 - names, not values
             f"({', '.join(quote(f.column) for f in fields)})",
             f"VALUES {', '.join([placeholders] * len(rows))}",
-            f"ON CONFLICT DO NOTHING RETURNING {quote(pk.column)}",
         ]
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {pk.to_python(value) for (value,) in cursor.fetchall()}
+    return sql, params

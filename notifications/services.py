@@ -13,8 +13,9 @@ from typing import Any
 from django.db import transaction
 
 from . import enqueue
-from .bulk import insert_new
-from .models import Notification, NotificationType, Recipient
+from .bulk import insert_new, upsert
+from .models import Notification, Recipient
+from .types import types_by_key
 
 RECIPIENT_FIELDS = ("email", "phone", "webhook_url", "locale", "timezone", "attributes", "tags")
 
@@ -78,13 +79,7 @@ def recipients_upsert(rows: Iterable[dict[str, Any]]) -> None:
             Recipient(external_id=row["external_id"], **{f: row[f] for f in given})
         )
     for given, objs in by_fields.items():
-        Recipient.objects.bulk_create(
-            objs,
-            update_conflicts=bool(given),
-            ignore_conflicts=not given,
-            unique_fields=["external_id"] if given else None,
-            update_fields=[*given, "updated_at"] if given else None,
-        )
+        upsert(Recipient, objs, "external_id", [*given, "updated_at"] if given else [])
 
 
 def recipient_upsert(*, external_id: str, **fields: Any) -> tuple[Recipient, bool]:
@@ -99,9 +94,7 @@ def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list
     constraint in PostgreSQL decides between concurrent duplicates, never a read-then-write.
     Routing is enqueued after commit; if the broker is down the sweeper enqueues it later.
     """
-    types = {
-        t.key: t for t in NotificationType.objects.filter(key__in={e.type_key for e in events})
-    }
+    types = types_by_key(e.type_key for e in events)
     results: list[Accepted] = [Accepted(None) for _ in events]
     candidates: list[tuple[int, Notification]] = []
     with transaction.atomic():

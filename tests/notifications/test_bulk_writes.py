@@ -1,0 +1,51 @@
+"""The one-statement writes of notifications/bulk.py, on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from notifications.bulk import insert_new, upsert
+from notifications.models import Notification, Recipient
+from tests.factories import NotificationTypeFactory, RecipientFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_upsert_creates_new_rows_and_overwrites_only_the_named_fields():
+    old = RecipientFactory(external_id="7", email="old@example.com", phone="+15550000007")
+    stamp = old.updated_at
+
+    upsert(
+        Recipient,
+        [Recipient(external_id="7", email="new@example.com"), Recipient(external_id="8")],
+        "external_id",
+        ["email", "updated_at"],
+    )
+
+    updated = Recipient.objects.get(external_id="7")
+    assert (updated.email, updated.phone) == ("new@example.com", "+15550000007")
+    assert updated.updated_at > stamp and updated.id == old.id
+    created = Recipient.objects.get(external_id="8")
+    assert (created.locale, created.timezone, created.tags) == ("en", "UTC", [])
+
+
+def test_upsert_with_nothing_to_update_keeps_existing_rows():
+    RecipientFactory(external_id="7", email="kept@example.com")
+
+    upsert(Recipient, [Recipient(external_id="7", email="ignored@example.com")], "external_id", [])
+
+    assert Recipient.objects.get(external_id="7").email == "kept@example.com"
+
+
+def test_insert_new_answers_the_keys_that_went_in_and_skips_conflicts():
+    ntype = NotificationTypeFactory()
+    first = Notification(id=uuid.uuid4(), type=ntype, api_key_id="k", idempotency_key="a")
+    assert insert_new(Notification, [first]) == {first.id}
+
+    replay = Notification(id=uuid.uuid4(), type=ntype, api_key_id="k", idempotency_key="a")
+    fresh = Notification(id=uuid.uuid4(), type=ntype, api_key_id="k", idempotency_key="b")
+
+    assert insert_new(Notification, [replay, fresh]) == {fresh.id}
+    assert set(Notification.objects.values_list("idempotency_key", flat=True)) == {"a", "b"}
