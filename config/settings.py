@@ -192,6 +192,9 @@ SPECTACULAR_SETTINGS = {
 }
 API_BULK_MAX_ITEMS = env_int("API_BULK_MAX_ITEMS", 1000)
 API_MAX_RECIPIENTS = env_int("API_MAX_RECIPIENTS", 1000)
+# How long each web process trusts the notification types it read (notifications/types.py):
+# a type changed on another node applies to new events within this many seconds.
+TYPE_CACHE_SECONDS = env_float("TYPE_CACHE_SECONDS", 2.0)
 
 # --- Celery -----------------------------------------------------------------------------
 if TRIAL_MODE and not env("CELERY_BROKER_URL"):
