@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from . import enqueue
-from .bulk import insert_new, upsert
+from .bulk import Statement, insert_new, upsert_statement
 from .models import Notification, Recipient
 from .types import types_by_key
 
@@ -68,18 +68,24 @@ def fingerprint(payload: Any) -> str:
 
 
 def recipients_upsert(rows: Iterable[dict[str, Any]]) -> None:
-    """Create or update recipients by external_id in one statement; given fields only."""
-    rows = list({row["external_id"]: row for row in rows}.values())
-    if not rows:
-        return
+    """Create or update recipients by external_id; the fields each row gives, only those."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in recipient_upserts(rows):
+            cursor.execute(*statement)
+
+
+def recipient_upserts(rows: Iterable[dict[str, Any]]) -> list[Statement]:
+    """The statements of ``recipients_upsert``: one per set of given fields (usually one)."""
     by_fields: dict[tuple[str, ...], list[Recipient]] = {}
-    for row in rows:
+    for row in {row["external_id"]: row for row in rows}.values():
         given = tuple(sorted(f for f in RECIPIENT_FIELDS if f in row))
         by_fields.setdefault(given, []).append(
             Recipient(external_id=row["external_id"], **{f: row[f] for f in given})
         )
-    for given, objs in by_fields.items():
-        upsert(Recipient, objs, "external_id", [*given, "updated_at"] if given else [])
+    return [
+        upsert_statement(Recipient, objs, "external_id", [*given, "updated_at"] if given else [])
+        for given, objs in by_fields.items()
+    ]
 
 
 def recipient_upsert(*, external_id: str, **fields: Any) -> tuple[Recipient, bool]:
@@ -88,7 +94,7 @@ def recipient_upsert(*, external_id: str, **fields: Any) -> tuple[Recipient, boo
 
 
 def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list[Accepted]:
-    """Accept many events in one transaction; one result per event, in order.
+    """Accept many events in one atomic write; one result per event, in order.
 
     Rows are inserted with ON CONFLICT DO NOTHING: the unique (api key, idempotency key)
     constraint in PostgreSQL decides between concurrent duplicates, never a read-then-write.
@@ -97,27 +103,28 @@ def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list
     types = types_by_key(e.type_key for e in events)
     results: list[Accepted] = [Accepted(None) for _ in events]
     candidates: list[tuple[int, Notification]] = []
-    with transaction.atomic():
-        known = _known_external_ids(events)
-        for index, event in enumerate(events):
-            error = _check(event, types, known)
-            if error:
-                results[index] = Accepted(None, error=error)
-                continue
-            candidates.append((index, _new_notification(api_key_id, event, types[event.type_key])))
-        recipients_upsert(r for index, n in candidates for r in events[index].inline_recipients)
-        created_ids = insert_new(Notification, [n for _, n in candidates])
-        existing = _existing_by_key(
-            api_key_id, [n for _, n in candidates if n.id not in created_ids]
-        )
-        fresh: list[Notification] = []
-        for index, notification in candidates:
-            if notification.id in created_ids:
-                results[index] = Accepted(notification, created=True)
-                fresh.append(notification)
-            else:
-                results[index] = _replay(existing.get(notification.idempotency_key), notification)
-        enqueue.route_on_commit(fresh)
+    known = _known_external_ids(events)
+    for index, event in enumerate(events):
+        error = _check(event, types, known)
+        if error:
+            results[index] = Accepted(None, error=error)
+            continue
+        candidates.append((index, _new_notification(api_key_id, event, types[event.type_key])))
+    # The inline recipients and the notifications are written in one atomic step.
+    created_ids = insert_new(
+        Notification,
+        [n for _, n in candidates],
+        first=recipient_upserts(r for i, _ in candidates for r in events[i].inline_recipients),
+    )
+    existing = _existing_by_key(api_key_id, [n for _, n in candidates if n.id not in created_ids])
+    fresh: list[Notification] = []
+    for index, notification in candidates:
+        if notification.id in created_ids:
+            results[index] = Accepted(notification, created=True)
+            fresh.append(notification)
+        else:
+            results[index] = _replay(existing.get(notification.idempotency_key), notification)
+    enqueue.route_on_commit(fresh)
     return results
 
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import DataError, connection
 
-from notifications.bulk import insert_new, upsert
+from notifications.bulk import insert_new, upsert_statement
 from notifications.models import Notification, Recipient
 from tests.factories import NotificationTypeFactory, RecipientFactory
 
 pytestmark = pytest.mark.django_db
+
+
+def upsert(*args) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(*upsert_statement(*args))
 
 
 def test_upsert_creates_new_rows_and_overwrites_only_the_named_fields():
@@ -49,3 +55,25 @@ def test_insert_new_answers_the_keys_that_went_in_and_skips_conflicts():
 
     assert insert_new(Notification, [replay, fresh]) == {fresh.id}
     assert set(Notification.objects.values_list("idempotency_key", flat=True)) == {"a", "b"}
+
+
+def test_insert_new_runs_its_first_statements_in_the_same_step():
+    ntype = NotificationTypeFactory()
+    notification = Notification(id=uuid.uuid4(), type=ntype, api_key_id="k")
+    recipient = upsert_statement(Recipient, [Recipient(external_id="9")], "external_id", [])
+
+    assert insert_new(Notification, [notification], first=[recipient]) == {notification.id}
+    assert Recipient.objects.filter(external_id="9").exists()
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit, as in a request
+def test_a_failing_insert_leaves_its_first_statements_undone():
+    ntype = NotificationTypeFactory()
+    # An idempotency key over its column's length fails the insert after the upsert.
+    bad = Notification(id=uuid.uuid4(), type=ntype, api_key_id="k", idempotency_key="x" * 300)
+    recipient = upsert_statement(Recipient, [Recipient(external_id="9")], "external_id", [])
+
+    with pytest.raises(DataError):
+        insert_new(Notification, [bad], first=[recipient])
+
+    assert not Recipient.objects.filter(external_id="9").exists()
