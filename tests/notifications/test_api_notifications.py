@@ -206,3 +206,23 @@ def test_future_send_at_is_deferred_until_then(api, order_shipped):
     statuses = set(Delivery.objects.values_list("status", flat=True))
     assert statuses == {"deferred"}
     assert mail.outbox == []
+
+
+def test_each_bad_inline_recipient_is_named_by_position_and_field(api, order_shipped):
+    recipients = [
+        {"external_id": "9", "phone": "555", "timezone": "Mars/Olympus"},
+        "42",
+        {"email": "x@example.com"},
+    ]
+    response = post(api, {"type": "order-shipped", "recipients": recipients})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "recipients": {
+            "0": {
+                "phone": ["Give the number in E.164 form, e.g. +15551234567."],
+                "timezone": ["Unknown IANA time zone, e.g. Europe/Paris."],
+            },
+            "2": {"external_id": ["This field is required."]},
+        }
+    }
