@@ -8,6 +8,7 @@ text stays the same whatever the batch size. Other databases (trial mode's SQLit
 
 from __future__ import annotations
 
+from django.core.exceptions import EmptyResultSet
 from django.db.models import Field, ForeignObject, Lookup
 
 
@@ -21,7 +22,7 @@ class AnyOf(Lookup):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         values = list(self.rhs)
         if not values:
-            return "1 = 0", []
+            raise EmptyResultSet  # as ``__in=[]`` does: the query is never sent
         if connection.vendor == "postgresql":
             return f"{lhs} = ANY(%s)", [*lhs_params, values]
         return f"{lhs} IN ({', '.join(['%s'] * len(values))})", [*lhs_params, *values]

@@ -23,3 +23,11 @@ def test_the_any_lookup_matches_a_list_as_in_does():
     Suppression.objects.create(channel="email", address_hash="h1", reason="manual")
     assert Suppression.objects.filter(address_hash__any={"h1", "h2"}).count() == 1
     assert NotificationType.objects.filter(category_id__any=[0]).count() == 0
+
+
+def test_an_empty_list_matches_nothing_without_a_query(django_assert_num_queries):
+    RecipientFactory(external_id="p0")
+
+    with django_assert_num_queries(0):
+        assert list(Recipient.objects.filter(id__any=[])) == []
+    assert Recipient.objects.exclude(id__any=[]).count() == 1
