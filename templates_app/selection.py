@@ -19,12 +19,29 @@ def locale_chain(locale: str) -> list[str]:
     return chain
 
 
+# Versions never change once written (an edit makes a new one), so each process keeps those
+# it read: a send batch then asks only which versions are current, not for their content.
+_read: dict[int, TemplateVersion] = {}
+_KEEP = 2048
+
+
 def versions_for(type_id: int, channel: str) -> dict[str, TemplateVersion]:
-    """Current versions by locale for one type and channel, in one query."""
-    templates = Template.objects.filter(
-        notification_type_id=type_id, channel=channel, current_version__isnull=False
-    ).select_related("current_version")
-    return {t.locale: t.current_version for t in templates}
+    """Current versions by locale for one type and channel: one query, two on a first read."""
+    current = dict(
+        Template.objects.filter(
+            notification_type_id=type_id, channel=channel, current_version__isnull=False
+        ).values_list("locale", "current_version_id")
+    )
+    versions = {vid: _read.get(vid) for vid in current.values()}
+    missing = [vid for vid, version in versions.items() if version is None]
+    if missing:
+        loaded = {v.id: v for v in TemplateVersion.objects.filter(id__in=missing)}
+        versions.update(loaded)
+        if len(_read) > _KEEP:
+            _read.clear()
+        _read.update(loaded)
+    # A version deleted since the first query (its template went) is as good as none.
+    return {locale: versions[vid] for locale, vid in current.items() if versions[vid]}
 
 
 def pick(versions: dict[str, TemplateVersion], locale: str) -> TemplateVersion | None:
