@@ -44,10 +44,15 @@ class SendJournal:
     def _write(self, entries: Iterable[tuple[int, str]]) -> None:
         if self.client is None:
             return
+        entries = list(entries)
+        ttl = settings.SEND_JOURNAL_TTL_SECONDS
         try:
+            if len(entries) == 1:  # most writes: a pipeline would only add its own cost
+                self.client.set(_key(entries[0][0]), entries[0][1], ex=ttl)
+                return
             pipe = self.client.pipeline(transaction=False)
             for delivery_id, state in entries:
-                pipe.set(_key(delivery_id), state, ex=settings.SEND_JOURNAL_TTL_SECONDS)
+                pipe.set(_key(delivery_id), state, ex=ttl)
             pipe.execute()
         except redis.RedisError:
             log.warning("send journal unavailable; a crash now would flag this batch")
