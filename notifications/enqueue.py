@@ -16,6 +16,8 @@ from django.db import transaction
 
 from config.celery import route_queue, send_queue
 
+from .models import Delivery
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +54,30 @@ def sends_on_commit(deliveries: Iterable[tuple[int, str, str]], countdown: float
                 lambda c=chunk, t=traffic, ch=channel: publish_send(c, t, ch, countdown),
                 robust=True,
             )
+
+
+def publish_pending_sends(notification_ids: list, page: int = 5000) -> None:
+    """Publish a send task per batch of the notifications' pending deliveries, in id order.
+
+    Called after commit. Keyset pages keep memory flat however large the broadcast; if the
+    broker fails part way, the sweeper enqueues what is still pending.
+    """
+    batches: dict[tuple[str, str], list[int]] = defaultdict(list)
+    pending = Delivery.objects.filter(
+        notification_id__in=notification_ids, status=Delivery.Status.PENDING
+    ).order_by("id")
+    last = 0
+    while rows := list(pending.filter(id__gt=last).values_list("id", "traffic", "channel")[:page]):
+        for delivery_id, traffic, channel in rows:
+            batch = batches[(traffic, channel)]
+            batch.append(delivery_id)
+            if len(batch) == settings.SEND_BATCH_SIZE:
+                publish_send(batch, traffic, channel)
+                batches[(traffic, channel)] = []
+        last = rows[-1][0]
+    for (traffic, channel), batch in batches.items():
+        if batch:
+            publish_send(batch, traffic, channel)
 
 
 def publish_send(delivery_ids: list[int], traffic: str, channel: str, countdown: float = 0) -> None:

@@ -144,7 +144,6 @@ def _delivery(notification, recipient, channel, decision, now) -> Delivery:
 
 
 def _enqueue_pending(notification_ids: list) -> None:
-    pending = Delivery.objects.filter(
-        notification_id__in=notification_ids, status=Delivery.Status.PENDING
-    ).values_list("id", "traffic", "channel")
-    enqueue.sends_on_commit(pending)
+    # Read back after commit, a page at a time: commit hooks holding a 100,000-recipient
+    # broadcast's ids grew the worker by megabytes per campaign.
+    transaction.on_commit(lambda: enqueue.publish_pending_sends(notification_ids), robust=True)

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from notifications import broadcasts, routing, services
+from notifications import broadcasts, enqueue, routing, services
 from notifications.models import Delivery, Recipient
 from preferences.models import Suppression
 from preferences.services import Actor, unsubscribe_all_marketing
@@ -135,6 +135,32 @@ def test_fan_out_takes_the_same_queries_for_100_and_10000_recipients(deals, sett
     small = queries_to_fan_out(100, settings)
     large = queries_to_fan_out(10_000, settings)
     assert small == large, f"{small} queries for 100 recipients, {large} for 10,000"
+
+
+def test_pending_sends_are_published_once_each_in_batches_per_channel(
+    deals, settings, monkeypatch
+):
+    settings.SEND_BATCH_SIZE = 7
+    people(25)
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        accepted = broadcasts.broadcast_accept(
+            api_key_id="k", type_key="weekly-deals", audience={"all": True}, data={}
+        )
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        routing.route_notifications([str(accepted.notification.id)])
+    published = []
+    monkeypatch.setattr(
+        enqueue, "publish_send", lambda ids, traffic, channel: published.append((channel, ids))
+    )
+
+    enqueue.publish_pending_sends([accepted.notification.id], page=10)
+
+    rows = Delivery.objects.filter(notification=accepted.notification)
+    for channel in ("email", "in_app"):
+        batches = [ids for c, ids in published if c == channel]
+        assert [len(b) for b in batches] == [7, 7, 7, 4]
+        sent = [i for b in batches for i in b]
+        assert sent == sorted(rows.filter(channel=channel).values_list("id", flat=True))
 
 
 # --- API -------------------------------------------------------------------------------------
