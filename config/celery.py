@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -39,3 +40,16 @@ def queues_for(traffic: str) -> list[str]:
 
 MAINTENANCE_QUEUE = "maintenance"
 app.conf.task_default_queue = MAINTENANCE_QUEUE
+
+
+@worker_init.connect
+def load_urlconf(**kwargs) -> None:
+    """Load the URLconf in the main process, before the pool forks.
+
+    Every message carries links built with ``reverse``, and the first ``reverse`` imports
+    the whole URLconf (admin, API, webhooks): about 9 MB that each pool child loaded again
+    on its first message. Loaded here, the children share the parent's copy.
+    """
+    from django.urls import get_resolver
+
+    get_resolver().reverse_dict  # noqa: B018 - the property builds the reverse lookup tables
