@@ -137,9 +137,7 @@ def test_fan_out_takes_the_same_queries_for_100_and_10000_recipients(deals, sett
     assert small == large, f"{small} queries for 100 recipients, {large} for 10,000"
 
 
-def test_pending_sends_are_published_once_each_in_batches_per_channel(
-    deals, settings, monkeypatch
-):
+def test_pending_sends_are_published_once_each_in_batches_per_channel(deals, settings, monkeypatch):
     settings.SEND_BATCH_SIZE = 7
     people(25)
     with TestCase.captureOnCommitCallbacks(execute=False):
