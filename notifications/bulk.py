@@ -4,7 +4,8 @@ Django's ``bulk_update`` builds a CASE expression per field per row in Python; f
 batch that cost more than sending the mail. ``UPDATE ... FROM (VALUES ...)`` does the same
 in one statement that PostgreSQL plans once. ``bulk_create(ignore_conflicts=True)`` does not
 say which rows it inserted, so the API had to read them back; ``insert_new`` asks with
-``RETURNING``. ``upsert`` is ``bulk_create(update_conflicts=True)`` without its Python cost.
+``RETURNING``. ``upsert_statement`` is ``bulk_create(update_conflicts=True)`` without its
+Python cost.
 """
 
 from __future__ import annotations
@@ -88,13 +89,6 @@ def insert_new(
                 cursor.execute(sql, params)
                 inserted = cursor.fetchall()
     return {pk.to_python(value) for (value,) in inserted}
-
-
-def upsert(model: type[Model], rows: Sequence[Model], unique: str, update: Sequence[str]) -> None:
-    """Insert rows, or on a conflict over ``unique`` overwrite the ``update`` fields only."""
-    if rows:
-        with connection.cursor() as cursor:
-            cursor.execute(*upsert_statement(model, rows, unique, update))
 
 
 def upsert_statement(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from django.db import transaction
@@ -45,15 +45,10 @@ def publish_route(notification_ids: list[str], traffic: str) -> None:
 
 def sends_on_commit(deliveries: Iterable[tuple[int, str, str]], countdown: float = 0) -> None:
     """Enqueue (delivery id, traffic, channel) triples as batched send tasks after commit."""
-    by_queue: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for delivery_id, traffic, channel in deliveries:
-        by_queue[(traffic, channel)].append(delivery_id)
-    for (traffic, channel), ids in by_queue.items():
-        for chunk in _chunks(sorted(ids), settings.SEND_BATCH_SIZE):
-            transaction.on_commit(
-                lambda c=chunk, t=traffic, ch=channel: publish_send(c, t, ch, countdown),
-                robust=True,
-            )
+    for ids, traffic, channel in _send_batches(sorted(deliveries)):
+        transaction.on_commit(
+            lambda c=ids, t=traffic, ch=channel: publish_send(c, t, ch, countdown), robust=True
+        )
 
 
 def publish_pending_sends(notification_ids: list, page: int = 5000) -> None:
@@ -62,22 +57,34 @@ def publish_pending_sends(notification_ids: list, page: int = 5000) -> None:
     Called after commit. Keyset pages keep memory flat however large the broadcast; if the
     broker fails part way, the sweeper enqueues what is still pending.
     """
-    batches: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for ids, traffic, channel in _send_batches(_pending(notification_ids, page)):
+        publish_send(ids, traffic, channel)
+
+
+def _pending(notification_ids: list, page: int) -> Iterator[tuple[int, str, str]]:
     pending = Delivery.objects.filter(
         notification_id__in=notification_ids, status=Delivery.Status.PENDING
     ).order_by("id")
     last = 0
     while rows := list(pending.filter(id__gt=last).values_list("id", "traffic", "channel")[:page]):
-        for delivery_id, traffic, channel in rows:
-            batch = batches[(traffic, channel)]
-            batch.append(delivery_id)
-            if len(batch) == settings.SEND_BATCH_SIZE:
-                publish_send(batch, traffic, channel)
-                batches[(traffic, channel)] = []
+        yield from rows
         last = rows[-1][0]
+
+
+def _send_batches(
+    deliveries: Iterable[tuple[int, str, str]],
+) -> Iterator[tuple[list[int], str, str]]:
+    """(ids, traffic, channel) batches of at most SEND_BATCH_SIZE, one queue each, as rows come."""
+    batches: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for delivery_id, traffic, channel in deliveries:
+        batch = batches[(traffic, channel)]
+        batch.append(delivery_id)
+        if len(batch) == settings.SEND_BATCH_SIZE:
+            yield batch, traffic, channel
+            batches[(traffic, channel)] = []
     for (traffic, channel), batch in batches.items():
         if batch:
-            publish_send(batch, traffic, channel)
+            yield batch, traffic, channel
 
 
 def publish_send(delivery_ids: list[int], traffic: str, channel: str, countdown: float = 0) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.conf import settings
@@ -77,10 +78,8 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
         else:
             delivery.status = Delivery.Status.FAILED
             failed.append(delivery)
-    if not soon and not failed:
-        bulk_set(Delivery, changed, RECORDED_FIELDS)  # one statement, atomic on its own
-        return
-    with transaction.atomic():
+    # All sent: one statement, atomic on its own, needs no transaction block.
+    with transaction.atomic() if soon or failed else nullcontext():
         bulk_set(Delivery, changed, RECORDED_FIELDS)
         for delivery_id, traffic, channel, wait in soon:
             enqueue.sends_on_commit([(delivery_id, traffic, channel)], countdown=wait)
