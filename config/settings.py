@@ -253,6 +253,9 @@ SEND_TRANSACTIONAL_INLINE = env_bool("SEND_TRANSACTIONAL_INLINE", True)
 BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 5000)
 # Notifications routed per routing task (bulk API calls are routed in chunks).
 ROUTE_BATCH_SIZE = env_int("ROUTE_BATCH_SIZE", 100)
+# How long an unanswered routing doorbell (notifications/doorbell.py) holds back another
+# routing task of its traffic: the delay before routing resumes if a task was lost.
+ROUTE_DOORBELL_SECONDS = env_int("ROUTE_DOORBELL_SECONDS", 10)
 # Attempts per delivery before it fails (and falls back), per channel.
 MAX_ATTEMPTS = {
     "email": env_int("EMAIL_MAX_ATTEMPTS", 5),

@@ -16,6 +16,7 @@ from django.db import transaction
 
 from config.celery import route_queue, send_queue
 
+from . import doorbell
 from .models import Delivery
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,22 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[start : start + size]
 
 
+def wake_routing_on_commit(notifications: Iterable) -> None:
+    """After commit, ring the routing doorbell for events; a broadcast gets a task of its own."""
+    broadcasts = []
+    traffics: set[str] = set()
+    for notification in notifications:
+        if notification.is_broadcast:
+            broadcasts.append(notification)
+        else:
+            traffics.add(notification.type.traffic)
+    for traffic in sorted(traffics):
+        transaction.on_commit(lambda t=traffic: doorbell.ring(t), robust=True)
+    route_on_commit(broadcasts)
+
+
 def route_on_commit(notifications: Iterable) -> None:
+    """After commit, a routing task per chunk of these notifications' ids."""
     by_traffic: dict[str, list[str]] = defaultdict(list)
     for notification in notifications:
         by_traffic[notification.type.traffic].append(str(notification.id))
@@ -40,6 +56,14 @@ def publish_route(notification_ids: list[str], traffic: str) -> None:
 
     route_notifications.apply_async(
         args=[notification_ids], queue=route_queue(traffic), retry_policy=_retry_policy()
+    )
+
+
+def publish_route_waiting(traffic: str) -> None:
+    from .tasks import route_waiting
+
+    route_waiting.apply_async(
+        args=[traffic], queue=route_queue(traffic), retry_policy=_retry_policy()
     )
 
 

@@ -17,26 +17,47 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 
 from channels.registry import primary_provider
 from preferences.eligibility import CapLedger, decide
 
-from . import clock, enqueue
+from . import clock, doorbell, enqueue
 from .journal import SendJournal
 from .models import Delivery, Notification, Recipient, Traffic
 
 
 def route_notifications(notification_ids: list[str]) -> int:
     """Route the given notifications that are still unrouted; returns deliveries created."""
+    return _route(Notification.objects.filter(id__in=notification_ids))
+
+
+def route_waiting(traffic: str) -> int:
+    """Route the oldest events of one traffic class still waiting, a batch at a time.
+
+    The routing doorbell's task (notifications/doorbell.py). It answers before it reads, and
+    rings again when it took a full batch, so a backlog is routed by as many tasks in turn.
+    """
+    doorbell.answer(traffic)
+    waiting = Notification.objects.filter(audience__isnull=True, type__traffic=traffic).order_by(
+        "created_at"
+    )
+    limit = settings.ROUTE_BATCH_SIZE
+    return _route(waiting, limit, full=lambda: doorbell.ring(traffic))
+
+
+def _route(candidates: QuerySet, limit: int | None = None, full=None) -> int:
     now = clock.now()
     with transaction.atomic():
         notifications = list(
-            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            candidates.select_for_update(skip_locked=True, of=("self",))
             .select_related("type")
-            .filter(id__in=notification_ids, status=Notification.Status.ACCEPTED)
+            .filter(status=Notification.Status.ACCEPTED)[:limit]
         )
         if not notifications:
             return 0
+        if full and len(notifications) == limit:
+            transaction.on_commit(full, robust=True)
         events = [n for n in notifications if not n.is_broadcast]
         broadcasts = [n for n in notifications if n.is_broadcast]
         rows = _plan(events, now) if events else []

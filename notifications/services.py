@@ -98,7 +98,8 @@ def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list
 
     Rows are inserted with ON CONFLICT DO NOTHING: the unique (api key, idempotency key)
     constraint in PostgreSQL decides between concurrent duplicates, never a read-then-write.
-    Routing is enqueued after commit; if the broker is down the sweeper enqueues it later.
+    Routing is woken after commit (notifications/doorbell.py); if the broker is down the
+    sweeper enqueues it later.
     """
     types = types_by_key(e.type_key for e in events)
     results: list[Accepted] = [Accepted(None) for _ in events]
@@ -124,7 +125,7 @@ def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list
             fresh.append(notification)
         else:
             results[index] = _replay(existing.get(notification.idempotency_key), notification)
-    enqueue.route_on_commit(fresh)
+    enqueue.wake_routing_on_commit(fresh)
     return results
 
 

@@ -12,6 +12,11 @@ def route_notifications(notification_ids: list[str]) -> None:
     routing.route_notifications(notification_ids)
 
 
+@shared_task(name="clarion.route_waiting")
+def route_waiting(traffic: str) -> None:
+    routing.route_waiting(traffic)
+
+
 @shared_task(name="clarion.send_deliveries")
 def send_deliveries(delivery_ids: list[int]) -> None:
     sending.send_deliveries(delivery_ids)
