@@ -1,7 +1,8 @@
 # One image for every Clarion process; the command picks the role:
 #   web:            gunicorn config.wsgi --bind 0.0.0.0:8000 --workers 4
 #   transactional:  celery -A config worker -Q route.transactional,send.transactional.email,...
-#   marketing:      celery -A config worker -Q route.marketing,send.marketing.email,...,maintenance
+#   marketing:      nice -n 10 celery -A config worker -Q route.marketing,...,maintenance
+#                   (on a shared host, nice lets transactional work take the CPU first)
 #   beat:           celery -A config beat
 FROM python:3.11-slim
 

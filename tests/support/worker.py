@@ -26,20 +26,25 @@ class WorkerProcess:
         concurrency: int = 2,
         name: str = "test",
         pool: str = "prefork",
+        nice: int = 0,
     ) -> None:
         self.env = env
         self.queues = queues
         self.concurrency = concurrency
         self.name = name
         self.pool = pool
+        self.nice = nice
         self.process: subprocess.Popen | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
 
     def start(self, timeout: float = 30) -> WorkerProcess:
         self._ready.clear()
+        # A positive nice lowers the worker's CPU priority (nice execs, so the pid is the worker's).
+        niceness = ["nice", "-n", str(self.nice)] if self.nice else []
         self.process = subprocess.Popen(
             [
+                *niceness,
                 sys.executable,
                 "-m",
                 "celery",
