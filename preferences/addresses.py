@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -21,8 +22,16 @@ def normalize(channel: str, address: str) -> str:
 
 def address_hash(channel: str, address: str) -> str:
     """HMAC-SHA256 of the normalised address, keyed so the list cannot be reversed by guessing."""
-    value = f"{channel}:{normalize(channel, address)}".encode()
-    return hmac.new(settings.SUPPRESSION_HASH_KEY.encode(), value, hashlib.sha256).hexdigest()
+    keyed = _keyed(settings.SUPPRESSION_HASH_KEY).copy()
+    keyed.update(f"{channel}:{normalize(channel, address)}".encode())
+    return keyed.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(key: str) -> hmac.HMAC:
+    # Copying a keyed HMAC skips the key schedule: half the time of hmac.new per address,
+    # which a broadcast's fan-out pays once per recipient and channel.
+    return hmac.new(key.encode(), digestmod=hashlib.sha256)
 
 
 def recipient_address(recipient, channel: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from notifications.lookups import array_literal
 from notifications.models import NotificationType, Recipient
 from preferences.models import Suppression
 from tests.factories import RecipientFactory
@@ -31,3 +32,18 @@ def test_an_empty_list_matches_nothing_without_a_query(django_assert_num_queries
     with django_assert_num_queries(0):
         assert list(Recipient.objects.filter(id__any=[])) == []
     assert Recipient.objects.exclude(id__any=[]).count() == 1
+
+
+AWKWARD = ['say "hi"', "back\\slash", "a,b", "{braces}", "NULL", "", " spaced ", "é€😀", '\\"']
+
+
+def test_strings_that_need_quoting_in_an_array_match_exactly():
+    for i, value in enumerate(AWKWARD):
+        RecipientFactory(external_id=f"x{i}", email=value)
+    RecipientFactory(external_id="other", email="say hi")
+
+    found = Recipient.objects.filter(email__any=AWKWARD).values_list("email", flat=True)
+
+    assert sorted(found) == sorted(AWKWARD)
+    assert array_literal([1, 2]) == "{1,2}"
+    assert array_literal(["a", 1]) is None  # mixed: bound element by element instead
