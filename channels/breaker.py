@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.cache.backends.redis import RedisCacheClient
 
 from notifications import clock
 
@@ -103,15 +102,11 @@ def record(provider: str, admission: Admission, ok: int, failed: int) -> None:
 
 
 def _count(key: str, amount: int, ttl: int) -> None:
-    """Add to a counter that expires: one round trip on Redis, where every batch counts."""
-    backend = getattr(cache, "_cache", None)
-    if isinstance(backend, RedisCacheClient):
-        full = cache.make_and_validate_key(key)
-        backend.get_client(full, write=True).pipeline().incrby(full, amount).expire(
-            full, ttl
-        ).execute()
+    """Add to a counter that expires: one round trip on Redis (config/cache.py)."""
+    if hasattr(cache, "incr_expiring"):
+        cache.incr_expiring(key, amount, ttl)
         return
-    cache.add(key, 0, timeout=ttl)
+    cache.add(key, 0, timeout=ttl)  # trial mode's database cache
     cache.incr(key, amount)
 
 

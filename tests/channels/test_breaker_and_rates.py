@@ -8,6 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.core.cache import cache
 
 from channels import breaker, ratelimit
 from channels.breaker import Admission
@@ -146,3 +147,12 @@ def test_the_admin_shows_each_providers_breaker(limits, admin_client):
     assert states["email"] == "open"
     assert states["sms"] == "closed"
     assert 'class="breaker-open"' in page.text
+
+
+def test_a_counter_that_expires_adds_up_and_carries_its_ttl():
+    cache.incr_expiring("count-me", 3, 60)
+    cache.incr_expiring("count-me", 2, 60)
+
+    assert cache.get("count-me") == 5
+    client = cache._cache.get_client(write=False)
+    assert 0 < client.ttl(cache.make_and_validate_key("count-me")) <= 60
