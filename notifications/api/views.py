@@ -52,11 +52,14 @@ def body_fingerprint(payload: dict) -> str:
     return services.fingerprint({k: v for k, v in payload.items() if k != "idempotency_key"})
 
 
+# One instance validates every event, as for inline recipients: a serializer per item of a
+# bulk call deep-copied its fields each time.
+_EVENT = NotificationInputSerializer()
+
+
 def event_from(payload: dict, header_key: str | None = None) -> services.EventRequest:
     """Validate one event body; raises ValidationError (400) or ApiError."""
-    serializer = NotificationInputSerializer(data=payload)
-    serializer.is_valid(raise_exception=True)
-    data = serializer.validated_data
+    data = _EVENT.run_validation(payload)
     return services.EventRequest(
         type_key=data["type"],
         recipients=data["recipients"],
