@@ -96,18 +96,12 @@ def record(provider: str, admission: Admission, ok: int, failed: int) -> None:
     bucket = int(_now() // limits(provider).window_seconds)
     for kind, count in (("ok", ok), ("failed", failed)):
         if count:
-            _count(_key(provider, bucket, kind), count, limits(provider).window_seconds * 3)
+            # One round trip on Redis (config/cache.py): every send batch counts.
+            cache.incr_expiring(
+                _key(provider, bucket, kind), count, limits(provider).window_seconds * 3
+            )
     if failed:
         _maybe_open(provider)
-
-
-def _count(key: str, amount: int, ttl: int) -> None:
-    """Add to a counter that expires: one round trip on Redis (config/cache.py)."""
-    if hasattr(cache, "incr_expiring"):
-        cache.incr_expiring(key, amount, ttl)
-        return
-    cache.add(key, 0, timeout=ttl)  # trial mode's database cache
-    cache.incr(key, amount)
 
 
 def _bucket_keys(provider: str) -> list[str]:

@@ -1,13 +1,16 @@
-"""Django's Redis cache, keeping one client per connection pool.
+"""Django's cache backends as Clarion uses them: Redis, and the database in trial mode.
 
-The stock client builds a new ``redis.Redis`` (and its table of ~170 response callbacks) on
-every cache call. The breaker and rate checks make several calls per send batch, so that
-construction showed up in profiles of the send path; a client per pool is safe to share, as
-the pool hands out connections per call. ``incr_expiring`` counts with expiry in one trip.
+Both offer ``incr_expiring``, a counter that expires, which the circuit breakers keep.
+
+Redis keeps one client per connection pool. The stock client builds a new ``redis.Redis``
+(and its table of ~170 response callbacks) on every cache call. The breaker and rate checks
+make several calls per send batch, so that construction showed up in profiles of the send
+path; a client per pool is safe to share, as the pool hands out connections per call.
 """
 
 from __future__ import annotations
 
+from django.core.cache.backends import db as django_db
 from django.core.cache.backends import redis as django_redis
 
 
@@ -37,3 +40,12 @@ class RedisCache(django_redis.RedisCache):
         key = self.make_and_validate_key(key, version=version)
         client = self._cache.get_client(key, write=True)
         client.pipeline().incrby(key, delta).expire(key, timeout).execute()
+
+
+class DatabaseCache(django_db.DatabaseCache):
+    """Trial mode's cache (one machine, no Redis)."""
+
+    def incr_expiring(self, key, delta: int, timeout: int, version=None) -> None:
+        """Add ``delta`` to a counter that expires ``timeout`` seconds after it was created."""
+        self.add(key, 0, timeout=timeout, version=version)
+        self.incr(key, delta, version=version)
