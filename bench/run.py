@@ -32,7 +32,7 @@ import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.mail import send_mail  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.template import engines  # noqa: E402
 from rest_framework_api_key.models import APIKey  # noqa: E402
 
@@ -328,13 +328,18 @@ def campaign(url: str, key: str, eligible: int, marketing: WorkerProcess) -> dic
 def copy_limit(notification_id: str) -> float:
     """The database limit: the same Delivery rows, written by one COPY into a twin table.
 
-    The twin has the Delivery table's defaults, constraints and indexes (what any writer of
-    these rows must maintain), not its foreign keys.
+    The twin is what any writer of these rows must maintain: a table like Delivery's, logged
+    (its rows are durable, as a fan-out's are), with the same defaults, constraints, indexes
+    and deferred foreign keys, timed to its commit (where the foreign keys are checked).
     """
     with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE delivery_twin (LIKE notifications_delivery INCLUDING ALL)")
         cursor.execute(
-            "CREATE TEMP TABLE delivery_twin (LIKE notifications_delivery INCLUDING ALL)"
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = 'notifications_delivery'::regclass AND contype = 'f'"
         )
+        for (definition,) in cursor.fetchall():
+            cursor.execute(f"ALTER TABLE delivery_twin ADD {definition}")
         data = bytearray()
         with cursor.cursor.copy(
             "COPY (SELECT * FROM notifications_delivery WHERE notification_id = %s) TO STDOUT",
@@ -344,8 +349,9 @@ def copy_limit(notification_id: str) -> float:
                 data += block
         rows = Delivery.objects.filter(notification_id=notification_id).count()
         start = time.monotonic()
-        with cursor.cursor.copy("COPY delivery_twin FROM STDIN") as copy:
-            copy.write(bytes(data))
+        with transaction.atomic():
+            with cursor.cursor.copy("COPY delivery_twin FROM STDIN") as copy:
+                copy.write(bytes(data))
         elapsed = time.monotonic() - start
         cursor.execute("DROP TABLE delivery_twin")
     return rows / elapsed
