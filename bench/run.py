@@ -541,15 +541,18 @@ def commit() -> str:
     ).stdout.strip()
 
 
-def check(found: dict) -> list[str]:
-    """Ratios below their floor (or, for the *_max ones, above their ceiling)."""
-    limits = json.loads(THRESHOLDS.read_text())
+def check(found: dict, limits: dict | None = None) -> list[str]:
+    """Ratios below their floor (or, for the *_max ones, above their ceiling).
+
+    Written so a ratio that is not a number (a phase that measured nothing) is a miss too.
+    """
+    limits = limits or json.loads(THRESHOLDS.read_text())
     misses = []
     for name, floor in limits.get("min", {}).items():
-        if found[name] < floor:
+        if not found[name] >= floor:
             misses.append(f"{name} = {found[name]:.2f}, below {floor}")
     for name, ceiling in limits.get("max", {}).items():
-        if found[name] > ceiling:
+        if not found[name] <= ceiling:
             misses.append(f"{name} = {found[name]:.2f}, above {ceiling}")
     return misses
 
