@@ -217,7 +217,7 @@ def quiet_windows(recipients: list[Recipient]) -> dict[int, tuple[time, time]]:
     own = {
         q.recipient_id: (q.start, q.end)
         for q in QuietHours.objects.filter(
-            recipient_id__any=[r.id for r in recipients], start__isnull=False, end__isnull=False
+            recipient_id__any={r.id for r in recipients}, start__isnull=False, end__isnull=False
         )
     }
     windows = dict.fromkeys((r.id for r in recipients), default) if default else {}
@@ -274,7 +274,7 @@ class CapLedger:
         self.recipients = {r.id: r for r in recipients}
         own = dict(
             QuietHours.objects.filter(
-                recipient_id__any=list(self.recipients), daily_marketing_cap__isnull=False
+                recipient_id__any=self.recipients.keys(), daily_marketing_cap__isnull=False
             ).values_list("recipient_id", "daily_marketing_cap")
         )
         self.caps = {
@@ -288,7 +288,7 @@ class CapLedger:
     def _load(self) -> None:
         earliest = min(local_day_start(self.recipients[rid], self.now) for rid in self.caps)
         rows = Delivery.objects.filter(
-            recipient_id__any=list(self.caps),
+            recipient_id__any=self.caps.keys(),
             traffic=Traffic.MARKETING,
             status__in=_COUNTED,
             status_changed_at__gte=earliest,
@@ -443,7 +443,7 @@ def audience_batches(
             frequency = row[width] if marketing else ""
             for index, channel in enumerate(channels):
                 reason = _batch_skip_reason(
-                    ntype, contact, channel, hashes.get((contact.id, channel)), suppressed
+                    marketing, contact, channel, hashes.get((contact.id, channel)), suppressed
                 )
                 if not reason and marketing:
                     reason = row[width + 1 + index]
@@ -461,7 +461,9 @@ def audience_batches(
         yield contacts, decisions
 
 
-def _batch_skip_reason(ntype, contact: Contact, channel: str, digest, suppressed: set) -> str:
+def _batch_skip_reason(
+    marketing: bool, contact: Contact, channel: str, digest, suppressed: set
+) -> str:
     """``_skip_reason`` up to the person's own choices, with the address hash at hand."""
     if contact.erased_at is not None:
         return Skip.ERASED
@@ -469,6 +471,6 @@ def _batch_skip_reason(ntype, contact: Contact, channel: str, digest, suppressed
         return Skip.NO_ADDRESS
     if (channel, digest, Suppression.Scope.ALL) in suppressed:
         return Skip.SUPPRESSED
-    if not ntype.is_transactional and (channel, digest, Suppression.Scope.MARKETING) in suppressed:
+    if marketing and (channel, digest, Suppression.Scope.MARKETING) in suppressed:
         return Skip.SUPPRESSED
     return ""

@@ -26,6 +26,17 @@ def test_the_any_lookup_matches_a_list_as_in_does():
     assert NotificationType.objects.filter(category_id__any=[0]).count() == 0
 
 
+def test_sets_key_views_and_values_needing_preparation_match_too():
+    people = [RecipientFactory(external_id=f"p{i}") for i in range(4)]
+    by_id = {p.id: p for p in people[:2]}
+    expected = set(people[:2])
+    # A foreign key and a primary key, given a set, a dict's keys, and ids as text (which
+    # must be prepared to integers, not passed on as they are).
+    assert set(Recipient.objects.filter(id__any=set(by_id))) == expected
+    assert set(Recipient.objects.filter(id__any=by_id.keys())) == expected
+    assert set(Recipient.objects.filter(id__any=[str(i) for i in by_id])) == expected
+
+
 def test_an_empty_list_matches_nothing_without_a_query(django_assert_num_queries):
     RecipientFactory(external_id="p0")
 
