@@ -6,6 +6,12 @@ in one statement that PostgreSQL plans once. ``bulk_create(ignore_conflicts=True
 say which rows it inserted, so the API had to read them back; ``insert_new`` asks with
 ``RETURNING``. ``upsert_statement`` is ``bulk_create(update_conflicts=True)`` without its
 Python cost.
+
+On PostgreSQL many rows travel as one array per column (``UNNEST``, as Django's own
+``bulk_create`` does since 5.2), not as a ``VALUES`` list: the statement's text is then short
+and the same for any number of rows, so psycopg parses it once per process instead of
+scanning thousands of placeholders per call, and PostgreSQL parses a few parameters, not a
+list of thousands.
 """
 
 from __future__ import annotations
@@ -28,30 +34,24 @@ def bulk_set(model: type[Model], rows: Sequence[Model], field_names: Sequence[st
     fields = [model._meta.get_field(name) for name in field_names]
     pk = model._meta.pk
     quote = connection.ops.quote_name
-    columns = [quote(f.column) for f in fields]
-    # Each value is cast to its column's type: parameters arrive untyped.
-    casts = [f"v.{c}::{f.db_type(connection)}" for c, f in zip(columns, fields, strict=True)]
-    assignments = ", ".join(f"{c} = {cast}" for c, cast in zip(columns, casts, strict=True))
-    placeholders = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
-    values = ", ".join([placeholders] * len(rows))
-    params: list = []
-    for row in rows:
-        params.append(pk.get_db_prep_value(row.pk, connection))
-        for field in fields:
-            value = field.get_db_prep_save(getattr(row, field.attname), connection)
-            params.append(value)
-    table = quote(model._meta.db_table)
-    # Names come quoted from the model's own metadata; every value is a parameter.
     key = quote(pk.column)
+    columns = [quote(f.column) for f in fields]
+    assignments = ", ".join(f"{c} = v.{c}" for c in columns)
+    arrays = [[pk.get_db_prep_value(row.pk, connection) for row in rows]]
+    arrays += [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows]
+        for field in fields
+    ]
+    # Names come quoted from the model's own metadata; every value is a parameter.
     sql = " ".join(
         [
-            f"UPDATE {table} AS t SET {assignments}",  # noqa: S608 - names, not values
-            f"FROM (VALUES {values}) AS v({key}, {', '.join(columns)})",
-            f"WHERE t.{key} = v.{key}::{pk.db_type(connection)}",
+            f"UPDATE {quote(model._meta.db_table)} AS t SET {assignments}",  # noqa: S608
+            f"FROM {_unnest([pk, *fields])} AS v({key}, {', '.join(columns)})",
+            f"WHERE t.{key} = v.{key}",
         ]
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, arrays)
 
 
 # One SQL statement and its parameters.
@@ -112,19 +112,30 @@ def upsert_statement(
 
 
 def _insert(model: type[Model], rows: Sequence[Model], fields: Sequence) -> Statement:
-    """``INSERT INTO table (columns) VALUES (...), ...`` for ``fields`` of every row."""
+    """``INSERT INTO table (columns)`` the values of ``fields`` for every row."""
     quote = connection.ops.quote_name
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params: list = []
-    for row in rows:
-        for field in fields:
-            # pre_save fills auto_now(_add) fields as Model.save would.
-            params.append(field.get_db_prep_save(field.pre_save(row, True), connection))
-    sql = " ".join(
-        [
-            f"INSERT INTO {quote(model._meta.db_table)}",  # noqa: S608 - names, not values
-            f"({', '.join(quote(f.column) for f in fields)})",
-            f"VALUES {', '.join([placeholders] * len(rows))}",
-        ]
+    head = (
+        f"INSERT INTO {quote(model._meta.db_table)}"  # noqa: S608 - names, not values
+        f" ({', '.join(quote(f.column) for f in fields)})"
     )
-    return sql, params
+
+    def value(row: Model, field) -> Any:
+        # pre_save fills auto_now(_add) fields as Model.save would.
+        return field.get_db_prep_save(field.pre_save(row, True), connection)
+
+    if connection.vendor == "postgresql" and len(rows) > 1:
+        arrays = [[value(row, field) for row in rows] for field in fields]
+        return f"{head} SELECT * FROM {_unnest(fields)}", arrays  # noqa: S608 - names only
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [value(row, field) for row in rows for field in fields]
+    return f"{head} VALUES {', '.join([placeholders] * len(rows))}", params
+
+
+def _unnest(fields: Sequence) -> str:
+    """``UNNEST`` of one array parameter per field, each cast to its column's type.
+
+    The type's modifiers are dropped (``varchar``, not ``varchar(255)``), as Django does, so
+    a cast never truncates a value the column would refuse.
+    """
+    types = [field.db_type(connection).split("(")[0] for field in fields]
+    return f"UNNEST({', '.join(f'(%s)::{db_type}[]' for db_type in types)})"

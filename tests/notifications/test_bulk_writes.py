@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import DataError, connection
+from django.utils import timezone
 
 from notifications.bulk import insert_new, upsert_statement
 from notifications.models import Notification, Recipient
@@ -77,3 +79,59 @@ def test_a_failing_insert_leaves_its_first_statements_undone():
         insert_new(Notification, [bad], first=[recipient])
 
     assert not Recipient.objects.filter(external_id="9").exists()
+
+
+AWKWARD = ['a "quoted", {braced} \\ value', "NULL", "", "ünïcödé ✓"]
+
+
+def test_many_rows_keep_every_value_through_the_one_array_per_column_write():
+    ntype = NotificationTypeFactory()
+    rows = [
+        Notification(
+            id=uuid.uuid4(),
+            type=ntype,
+            api_key_id=text,
+            idempotency_key=None if i % 2 else f"key-{i}",
+            data={"text": text, "list": [1, None, {"x": text}]},
+            recipient_ids=[text],
+        )
+        for i, text in enumerate(AWKWARD)
+    ]
+
+    assert insert_new(Notification, rows) == {row.id for row in rows}
+
+    stored = {n.id: n for n in Notification.objects.all()}
+    for row in rows:
+        found = stored[row.id]
+        assert (found.api_key_id, found.idempotency_key) == (row.api_key_id, row.idempotency_key)
+        assert (found.data, found.recipient_ids) == (row.data, row.recipient_ids)
+
+
+def test_bulk_set_writes_each_row_its_own_values_nulls_included():
+    from notifications.bulk import bulk_set
+    from notifications.models import Delivery
+
+    notification = Notification.objects.create(type=NotificationTypeFactory(), recipient_ids=[])
+    deliveries = [
+        Delivery.objects.create(
+            notification=notification, recipient=RecipientFactory(), channel="email"
+        )
+        for _ in AWKWARD
+    ]
+    soon = timezone.now() + timedelta(minutes=5)
+    for i, (delivery, text) in enumerate(zip(deliveries, AWKWARD, strict=True)):
+        delivery.error_message = text
+        delivery.attempts = i
+        delivery.summary = text[::-1]
+        delivery.next_attempt_at = None if i % 2 else soon
+
+    bulk_set(Delivery, deliveries, ["error_message", "attempts", "summary", "next_attempt_at"])
+
+    for delivery in deliveries:
+        found = Delivery.objects.get(id=delivery.id)
+        assert (found.error_message, found.attempts, found.summary, found.next_attempt_at) == (
+            delivery.error_message,
+            delivery.attempts,
+            delivery.summary,
+            delivery.next_attempt_at,
+        )
