@@ -35,7 +35,7 @@ def wake_routing_on_commit(notifications: Iterable) -> None:
         if notification.is_broadcast:
             broadcasts.append(notification)
         else:
-            traffics.add(notification.type.traffic)
+            traffics.add(notification.traffic)
     for traffic in sorted(traffics):
         transaction.on_commit(lambda t=traffic: doorbell.ring(t), robust=True)
     route_on_commit(broadcasts)
@@ -45,7 +45,7 @@ def route_on_commit(notifications: Iterable) -> None:
     """After commit, a routing task per chunk of these notifications' ids."""
     by_traffic: dict[str, list[str]] = defaultdict(list)
     for notification in notifications:
-        by_traffic[notification.type.traffic].append(str(notification.id))
+        by_traffic[notification.traffic].append(str(notification.id))
     for traffic, ids in by_traffic.items():
         for chunk in _chunks(ids, settings.ROUTE_BATCH_SIZE):
             transaction.on_commit(lambda c=chunk, t=traffic: publish_route(c, t), robust=True)

@@ -39,21 +39,33 @@ def route_waiting(traffic: str) -> int:
     rings again when it took a full batch, so a backlog is routed by as many tasks in turn.
     """
     doorbell.answer(traffic)
-    waiting = Notification.objects.filter(audience__isnull=True, type__traffic=traffic).order_by(
+    limit = settings.ROUTE_BATCH_SIZE
+    return _route(waiting(traffic), limit, full=lambda: doorbell.ring(traffic))
+
+
+def waiting(traffic: str) -> QuerySet:
+    """Events of one traffic class waiting to be routed, oldest first.
+
+    Read through the ``notification_waiting`` index (a test holds the plan to it).
+    """
+    return Notification.objects.filter(audience__isnull=True, traffic=traffic).order_by(
         "created_at"
     )
-    limit = settings.ROUTE_BATCH_SIZE
-    return _route(waiting, limit, full=lambda: doorbell.ring(traffic))
+
+
+def claimable(candidates: QuerySet, limit: int | None = None) -> QuerySet:
+    """The candidates still unrouted, locked for this transaction; others' locks skipped."""
+    return (
+        candidates.select_for_update(skip_locked=True, of=("self",))
+        .select_related("type")
+        .filter(status=Notification.Status.ACCEPTED)[:limit]
+    )
 
 
 def _route(candidates: QuerySet, limit: int | None = None, full=None) -> int:
     now = clock.now()
     with transaction.atomic():
-        notifications = list(
-            candidates.select_for_update(skip_locked=True, of=("self",))
-            .select_related("type")
-            .filter(status=Notification.Status.ACCEPTED)[:limit]
-        )
+        notifications = list(claimable(candidates, limit))
         if not notifications:
             return 0
         if full and len(notifications) == limit:

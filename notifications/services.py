@@ -170,6 +170,7 @@ def _new_notification(api_key_id: str, event: EventRequest, ntype) -> Notificati
     return Notification(
         id=uuid.uuid4(),
         type=ntype,
+        traffic=ntype.traffic,
         api_key_id=api_key_id,
         idempotency_key=event.idempotency_key,
         fingerprint=event.fingerprint,

@@ -131,3 +131,37 @@ def test_a_failed_publish_leaves_the_doorbell_for_the_next_event(broker, monkeyp
 
     assert doorbell.ring("transactional") is True
     assert broker("transactional") == [("clarion.route_waiting", "['transactional']")]
+
+
+def test_an_event_keeps_the_traffic_class_its_type_had_when_it_was_accepted():
+    notification_type_with_templates(key="receipt")
+    deals = notification_type_with_templates(key="deals", traffic="marketing")
+
+    [receipt] = accept(1)
+    [offer] = accept(1, prefix="m", type_key="deals")
+    made = Notification.objects.create(type=deals, recipient_ids=[])  # e.g. the admin's
+
+    assert Notification.objects.get(id=receipt.id).traffic == "transactional"
+    assert Notification.objects.get(id=offer.id).traffic == "marketing"
+    assert Notification.objects.get(id=made.id).traffic == "marketing"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_routing_reads_what_waits_in_order_through_its_own_index():
+    """Never a bitmap scan: it would visit every routed event's dead entry again each call.
+
+    A fresh table has no statistics, as on a new install or with autovacuum behind; joining
+    the type table for the traffic class made the planner pick a bitmap scan there.
+    """
+    from django.db import connection, transaction
+
+    notification_type_with_templates(key="receipt")
+    accept(3)
+    waiting = routing.claimable(routing.waiting("transactional"), limit=100)
+    with transaction.atomic(), connection.cursor() as cursor:
+        sql, params = waiting.query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "Index Scan using notification_waiting" in plan
+    assert "Bitmap" not in plan and "Sort" not in plan
