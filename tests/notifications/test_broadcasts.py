@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
-from notifications import broadcasts, enqueue, routing, services
-from notifications.models import Delivery, Recipient
+from notifications import broadcasts, clock, enqueue, routing, services
+from notifications.models import Delivery, Notification, Recipient
 from preferences.models import Suppression
 from preferences.services import Actor, unsubscribe_all_marketing
 from preferences.suppressions import suppression_add
@@ -135,6 +135,23 @@ def test_fan_out_takes_the_same_queries_for_100_and_10000_recipients(deals, sett
     small = queries_to_fan_out(100, settings)
     large = queries_to_fan_out(10_000, settings)
     assert small == large, f"{small} queries for 100 recipients, {large} for 10,000"
+
+
+@pytest.mark.django_db(transaction=True)  # a real transaction, not a savepoint
+def test_a_fan_out_turns_jit_off_for_its_own_transaction_only(deals):
+    people(3)
+    notification = Notification.objects.create(type=deals, audience={"all": True})
+
+    def jit() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW jit")
+            return cursor.fetchone()[0]
+
+    before = jit()
+    with transaction.atomic():
+        assert broadcasts.fan_out(notification, clock.now()) == 6
+        assert jit() == "off"
+    assert jit() == before
 
 
 def test_pending_sends_are_published_once_each_in_batches_per_channel(deals, settings, monkeypatch):
