@@ -130,7 +130,7 @@ def _delivery(notification: Notification, decision, provider: str, now: datetime
         "notification_id": notification.id,
         "recipient_id": decision.recipient_id,
         "channel": decision.channel,
-        "traffic": notification.type.traffic,
+        "traffic": notification.traffic,
         "provider": provider,
         "status_changed_at": now,
         "created_at": now,

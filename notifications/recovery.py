@@ -51,9 +51,9 @@ def sweep_stuck(limit: int = RELEASE_BATCH) -> dict[str, int]:
 def _sweep_notifications(cutoff, limit: int) -> int:
     with transaction.atomic():
         stuck = list(
-            Notification.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("type")
-            .filter(status=Notification.Status.ACCEPTED, created_at__lte=cutoff)[:limit]
+            Notification.objects.select_for_update(skip_locked=True).filter(
+                status=Notification.Status.ACCEPTED, created_at__lte=cutoff
+            )[:limit]
         )
         enqueue.route_on_commit(stuck)
     return len(stuck)

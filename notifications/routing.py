@@ -126,7 +126,7 @@ def _plan(notifications: list[Notification], now: datetime) -> list[Delivery]:
     recipients = {r.external_id: r for r in Recipient.objects.filter(external_id__in=wanted)}
     rows: list[Delivery] = []
     # The daily cap counts marketing only: a batch of receipts needs no cap lookup.
-    marketing = any(n.type.traffic == Traffic.MARKETING for n in notifications)
+    marketing = any(n.traffic == Traffic.MARKETING for n in notifications)
     ledger = CapLedger(recipients.values() if marketing else (), now)
     by_type: dict[int, list[Notification]] = defaultdict(list)
     for notification in notifications:
@@ -157,7 +157,7 @@ def _delivery(notification, recipient, channel, decision, now) -> Delivery:
         notification=notification,
         recipient=recipient,
         channel=channel,
-        traffic=notification.type.traffic,
+        traffic=notification.traffic,
         provider=primary_provider(channel),
         status_changed_at=now,
     )

@@ -9,8 +9,8 @@ import pytest
 from django.db import DataError, connection
 from django.utils import timezone
 
-from notifications.bulk import insert_new, upsert_statement
-from notifications.models import Notification, Recipient
+from notifications.bulk import bulk_set, insert_new, upsert_statement
+from notifications.models import Delivery, Notification, Recipient
 from tests.factories import NotificationTypeFactory, RecipientFactory
 
 pytestmark = pytest.mark.django_db
@@ -108,9 +108,6 @@ def test_many_rows_keep_every_value_through_the_one_array_per_column_write():
 
 
 def test_bulk_set_writes_each_row_its_own_values_nulls_included():
-    from notifications.bulk import bulk_set
-    from notifications.models import Delivery
-
     notification = Notification.objects.create(type=NotificationTypeFactory(), recipient_ids=[])
     deliveries = [
         Delivery.objects.create(

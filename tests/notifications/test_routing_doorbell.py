@@ -6,6 +6,7 @@ import json
 
 import pytest
 from django.core.cache import cache
+from django.db import connection, transaction
 from django.test import TestCase
 
 from config.celery import app as celery_app
@@ -153,8 +154,6 @@ def test_routing_reads_what_waits_in_order_through_its_own_index():
     A fresh table has no statistics, as on a new install or with autovacuum behind; joining
     the type table for the traffic class made the planner pick a bitmap scan there.
     """
-    from django.db import connection, transaction
-
     notification_type_with_templates(key="receipt")
     accept(3)
     waiting = routing.claimable(routing.waiting("transactional"), limit=100)
