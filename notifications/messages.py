@@ -64,6 +64,7 @@ class MessageBuilder:
         """The message for a delivery and the template version it used (None for raw data)."""
         version = self.version_for(delivery)
         context = context_for(delivery)
+        unsubscribe_url = context["links"]["unsubscribe_url"]  # before a template sees it
         if version is not None:
             content = render_version(version, context)
         elif delivery.channel == "webhook":
@@ -82,11 +83,7 @@ class MessageBuilder:
             content["text"] = with_sms_opt_out(
                 content["text"], delivery.recipient, delivery.notification.type
             )
-        headers = (
-            email_headers(delivery.recipient, delivery.notification.type)
-            if delivery.channel == "email"
-            else {}
-        )
+        headers = email_headers(unsubscribe_url) if delivery.channel == "email" else {}
         message = Message(
             delivery_id=delivery.id,
             to=recipient_address(delivery.recipient, delivery.channel),

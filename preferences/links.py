@@ -41,11 +41,15 @@ def links_for(recipient: Recipient, ntype: NotificationType) -> dict[str, str]:
     }
 
 
-def email_headers(recipient: Recipient, ntype: NotificationType) -> dict[str, str]:
-    """List-Unsubscribe and List-Unsubscribe-Post on marketing mail (RFC 2369, RFC 8058)."""
-    if ntype.is_transactional:
+def email_headers(unsubscribe_url: str) -> dict[str, str]:
+    """List-Unsubscribe and List-Unsubscribe-Post for marketing mail (RFC 2369, RFC 8058).
+
+    Given the message's ``links["unsubscribe_url"]`` (signed once per message, not twice):
+    empty for transactional mail, which gets no headers.
+    """
+    if not unsubscribe_url:
         return {}
-    targets = [f"<{unsubscribe_url(recipient, ntype)}>"]
+    targets = [f"<{unsubscribe_url}>"]
     if settings.UNSUBSCRIBE_MAILTO:
         targets.append(f"<mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe>")
     return {

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
+from django.core.mail.utils import DNS_NAME
 
 from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Message
 from channels.email import EmailProvider
@@ -77,6 +79,27 @@ def test_smtp_outcomes_by_kind(picky_smtp):
         "bob@example.com",
     ]
     assert outcomes[0].provider_message_id == picky_smtp.inbox.messages[0]["Message-ID"]
+
+
+def test_text_and_html_arrive_as_alternatives_with_boundaries_of_their_own(picky_smtp):
+    tricky = "Hello\n--=_0123456789abcdef0123456789abcdef\n\u00e9t\u00e9"  # a boundary-like line
+    batch = [
+        Message(
+            delivery_id=7,
+            to="ada@example.com",
+            content={"subject": "Hi", "text": tricky, "html": "<p>Hello</p>"},
+        ),
+        mail(8, "bob@example.com"),
+    ]
+    assert all(o.sent for o in provider().send_batch(batch))
+    first, second = picky_smtp.inbox.wait_for(2)
+    assert first.get_content_type() == "multipart/alternative"
+    text = first.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.rstrip("\n") == tricky
+    assert first.get_body(("html",)).get_content().strip() == "<p>Hello</p>"
+    assert re.fullmatch(r"=_[0-9a-f]{32}", first.get_boundary())
+    assert first.get_boundary() != second.get_boundary()
+    assert first["Message-ID"].endswith(f".d7@{DNS_NAME}>")
 
 
 def test_a_disconnect_after_data_is_ambiguous_and_the_batch_goes_on(picky_smtp):
