@@ -17,6 +17,7 @@ from notifications import clock
 from notifications.models import Channel, Delivery, Recipient
 from preferences.addresses import normalize
 from preferences.models import ConsentLog, Suppression
+from preferences.services import Actor, unsubscribe_all_marketing
 from preferences.suppressions import suppression_add, suppression_remove
 
 from .models import ProviderEvent
@@ -31,6 +32,7 @@ PROGRESS = [
     Delivery.Status.COMPLAINED,
 ]
 
+SMS_KEYWORD_ACTOR = Actor(source=ConsentLog.Source.SMS_KEYWORD, name="twilio")
 # Twilio's standard opt-out, opt-in and help keywords (matched on the whole message).
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT"})
 START_WORDS = frozenset({"START", "YES", "UNSTOP"})
@@ -120,8 +122,7 @@ def _suppress(address: str, delivery, reason: str, scope: str, esp_name: str) ->
         address=address,
         reason=reason,
         scope=scope,
-        source=esp_name,
-        log_source=ConsentLog.Source.PROVIDER,
+        actor=Actor(source=ConsentLog.Source.PROVIDER, name=esp_name),
         recipient=recipient,
     )
 
@@ -130,8 +131,6 @@ def _unsubscribe_marketing(delivery, esp_name: str) -> None:
     # An unsubscribe is a preference, never a suppression: it must not block a password reset.
     if delivery is None:
         return
-    from preferences.services import Actor, unsubscribe_all_marketing
-
     actor = Actor(source=ConsentLog.Source.PROVIDER, name=esp_name)
     unsubscribe_all_marketing(recipient=delivery.recipient, actor=actor)
 
@@ -159,8 +158,7 @@ def sms_status(params: dict[str, str]) -> None:
             channel=Channel.SMS,
             address=params.get("To") or delivery.recipient.phone,
             reason=Suppression.Reason.HARD_BOUNCE,
-            source="twilio",
-            log_source=ConsentLog.Source.PROVIDER,
+            actor=Actor(source=ConsentLog.Source.PROVIDER, name="twilio"),
             recipient=delivery.recipient,
         )
 
@@ -181,8 +179,7 @@ def sms_keyword(*, sender: str, body: str, message_sid: str) -> str:
             channel=Channel.SMS,
             address=sender,
             reason=Suppression.Reason.SMS_STOP,
-            source="twilio",
-            log_source=ConsentLog.Source.SMS_KEYWORD,
+            actor=SMS_KEYWORD_ACTOR,
             recipient=recipient,
         )
         return settings.SMS_STOP_REPLY
@@ -191,8 +188,7 @@ def sms_keyword(*, sender: str, body: str, message_sid: str) -> str:
         channel=Channel.SMS,
         address=sender,
         reason=Suppression.Reason.SMS_STOP,
-        source="twilio",
-        log_source=ConsentLog.Source.SMS_KEYWORD,
+        actor=SMS_KEYWORD_ACTOR,
         recipient=recipient,
     )
     return settings.SMS_START_REPLY

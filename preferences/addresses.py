@@ -8,6 +8,10 @@ import hmac
 import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 def normalize(channel: str, address: str) -> str:
@@ -18,6 +22,23 @@ def normalize(channel: str, address: str) -> str:
         digits = re.sub(r"[^\d]", "", address)
         return f"+{digits}" if digits else ""
     return address
+
+
+def address_error(channel: str, address: str) -> str:
+    """Why an address cannot be one on its channel ("" when it can), once normalised."""
+    address = normalize(channel, address)
+    if channel == "sms":
+        return "" if E164.match(address) else "Give the number in E.164 form, e.g. +15551234567."
+    if not address:
+        return "Give an address."
+    try:
+        if channel == "email":
+            validate_email(address)
+        elif channel == "webhook":
+            URLValidator(schemes=["http", "https"])(address)
+    except ValidationError as exc:
+        return exc.messages[0]
+    return ""
 
 
 def address_hash(channel: str, address: str) -> str:

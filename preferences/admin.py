@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.http import HttpResponse
 
-from .addresses import address_hash, normalize
+from .addresses import address_error, address_hash, normalize
 from .gdpr import recipient_erase, recipient_export
 from .models import ConsentLog, Preference, QuietHours, Suppression, TypeDefault
 from .services import Actor, consent_log
+from .suppressions import suppression_add, suppressions_lift
 
 
 def _actor(request) -> Actor:
@@ -90,8 +93,40 @@ class ConsentLogAdmin(admin.ModelAdmin):
         return False
 
 
+class SuppressionForm(forms.ModelForm):
+    """Checks the address for its channel, and that it is not suppressed already."""
+
+    class Meta:
+        model = Suppression
+        fields = ["channel", "address", "scope", "reason", "source"]
+
+    def clean(self):
+        cleaned = super().clean()
+        channel, scope = cleaned.get("channel"), cleaned.get("scope")
+        address = cleaned.get("address", "")
+        if not channel or self.instance.pk:
+            return cleaned
+        if problem := address_error(channel, address):
+            self.add_error("address", problem)
+            return cleaned
+        cleaned["address"] = normalize(channel, address)
+        taken = Suppression.objects.filter(
+            channel=channel, address_hash=address_hash(channel, address), scope=scope
+        )
+        if taken.exists():
+            raise forms.ValidationError(
+                "%(address)s is already suppressed on %(channel)s for this scope.",
+                params={"address": cleaned["address"], "channel": channel},
+                code="duplicate",
+            )
+        return cleaned
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
+    """Suppressions are added and lifted, never edited; each change is in the consent log."""
+
+    form = SuppressionForm
     list_display = ["channel", "address", "scope", "reason", "source", "created_at"]
     list_filter = ["channel", "scope", "reason"]
     search_fields = ["address", "address_hash"]
@@ -101,89 +136,89 @@ class SuppressionAdmin(admin.ModelAdmin):
         return self.fields if obj else []
 
     def save_model(self, request, obj, form, change) -> None:
-        obj.address = normalize(obj.channel, obj.address)
-        obj.address_hash = address_hash(obj.channel, obj.address)
-        obj.source = obj.source or f"admin:{request.user.get_username()}"
-        super().save_model(request, obj, form, change)
-        consent_log(
-            recipient=None,
+        if change:  # every field is read-only once added
+            return
+        data = form.cleaned_data
+        added = suppression_add(
+            channel=data["channel"],
+            address=data["address"],
+            reason=data["reason"],
+            scope=data["scope"],
+            source=data["source"] or f"admin:{request.user.get_username()}",
             actor=_actor(request),
-            action="suppress",
-            after={"channel": obj.channel, "scope": obj.scope, "reason": obj.reason},
         )
+        obj.pk = added.pk  # the admin's messages and redirect name the row written
 
     def delete_model(self, request, obj) -> None:
-        consent_log(
-            recipient=None,
-            actor=_actor(request),
-            action="unsuppress",
-            before={"channel": obj.channel, "scope": obj.scope, "reason": obj.reason},
-        )
-        super().delete_model(request, obj)
+        suppressions_lift([obj], actor=_actor(request))
+
+    def delete_queryset(self, request, queryset) -> None:
+        suppressions_lift(queryset, actor=_actor(request))
 
 
-def _preference_state(obj: Preference) -> dict:
-    return {
-        "category": obj.category.key if obj.category else None,
-        "type": obj.notification_type.key if obj.notification_type else None,
-        "channel": obj.channel,
-        "enabled": obj.enabled,
-        "frequency": obj.frequency,
-    }
+class ConsentLoggedAdmin(admin.ModelAdmin):
+    """A person's choices changed by staff: each save and delete (bulk ones too) is logged."""
+
+    def consent_state(self, obj) -> dict:
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change) -> None:
+        before = self.consent_state(type(obj).objects.get(pk=obj.pk)) if change else None
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            consent_log(
+                recipient=obj.recipient,
+                actor=_actor(request),
+                action="admin_change",
+                before=before,
+                after=self.consent_state(obj),
+            )
+
+    def delete_model(self, request, obj) -> None:
+        self.delete_queryset(request, type(obj).objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset) -> None:
+        actor = _actor(request)
+        with transaction.atomic():
+            for obj in queryset.select_related("recipient").select_for_update(of=("self",)):
+                consent_log(
+                    recipient=obj.recipient,
+                    actor=actor,
+                    action="admin_delete",
+                    before=self.consent_state(obj),
+                )
+                obj.delete()
 
 
 @admin.register(Preference)
-class PreferenceAdmin(admin.ModelAdmin):
+class PreferenceAdmin(ConsentLoggedAdmin):
     list_display = ["recipient", "category", "notification_type", "channel", "enabled", "frequency"]
     list_filter = ["enabled", "frequency", "channel", "category"]
     search_fields = ["recipient__external_id"]
     raw_id_fields = ["recipient"]
     list_select_related = ["recipient", "category", "notification_type"]
 
-    def save_model(self, request, obj, form, change) -> None:
-        before = _preference_state(Preference.objects.get(pk=obj.pk)) if change else None
-        super().save_model(request, obj, form, change)
-        consent_log(
-            recipient=obj.recipient,
-            actor=_actor(request),
-            action="admin_change",
-            before=before,
-            after=_preference_state(obj),
-        )
-
-    def delete_model(self, request, obj) -> None:
-        consent_log(
-            recipient=obj.recipient,
-            actor=_actor(request),
-            action="admin_delete",
-            before=_preference_state(obj),
-        )
-        super().delete_model(request, obj)
-
-
-def _quiet_state(obj: QuietHours) -> dict:
-    return {
-        "start": obj.start.isoformat() if obj.start else None,
-        "end": obj.end.isoformat() if obj.end else None,
-        "daily_marketing_cap": obj.daily_marketing_cap,
-    }
+    def consent_state(self, obj: Preference) -> dict:
+        return {
+            "category": obj.category.key if obj.category else None,
+            "type": obj.notification_type.key if obj.notification_type else None,
+            "channel": obj.channel,
+            "enabled": obj.enabled,
+            "frequency": obj.frequency,
+        }
 
 
 @admin.register(QuietHours)
-class QuietHoursAdmin(admin.ModelAdmin):
+class QuietHoursAdmin(ConsentLoggedAdmin):
     list_display = ["recipient", "start", "end", "daily_marketing_cap"]
     raw_id_fields = ["recipient"]
 
-    def save_model(self, request, obj, form, change) -> None:
-        before = _quiet_state(QuietHours.objects.get(pk=obj.pk)) if change else None
-        super().save_model(request, obj, form, change)
-        consent_log(
-            recipient=obj.recipient,
-            actor=_actor(request),
-            action="admin_change",
-            before=before,
-            after=_quiet_state(obj),
-        )
+    def consent_state(self, obj: QuietHours) -> dict:
+        return {
+            "start": obj.start.isoformat() if obj.start else None,
+            "end": obj.end.isoformat() if obj.end else None,
+            "daily_marketing_cap": obj.daily_marketing_cap,
+        }
 
 
 @admin.register(TypeDefault)

@@ -1,11 +1,16 @@
-"""Add and lift suppressions (bounces, complaints, SMS STOP, manual)."""
+"""Add and lift suppressions (bounces, complaints, SMS STOP, manual), each in the consent log."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from django.db import transaction
 
 from .addresses import address_hash, normalize
 from .models import ConsentLog, Suppression
+from .services import Actor, consent_log
+
+SYSTEM = Actor(source=ConsentLog.Source.SYSTEM)
 
 
 def suppression_add(
@@ -13,24 +18,31 @@ def suppression_add(
     channel: str,
     address: str,
     reason: str,
+    actor: Actor = SYSTEM,
     scope: str = Suppression.Scope.ALL,
     source: str = "",
-    log_source: str = ConsentLog.Source.SYSTEM,
     recipient=None,
 ) -> Suppression:
-    """Suppress an address; idempotent (a replayed bounce or STOP adds nothing)."""
+    """Suppress an address; idempotent (a replayed bounce or STOP adds nothing).
+
+    ``source`` is what the suppression came from, kept on it (an ESP's name, "twilio");
+    it defaults to the actor's name.
+    """
     with transaction.atomic():
         suppression, created = Suppression.objects.get_or_create(
             channel=channel,
             address_hash=address_hash(channel, address),
             scope=scope,
-            defaults={"address": normalize(channel, address), "reason": reason, "source": source},
+            defaults={
+                "address": normalize(channel, address),
+                "reason": reason,
+                "source": (source or actor.name)[:64],
+            },
         )
         if created:
-            ConsentLog.objects.create(
+            consent_log(
                 recipient=recipient,
-                source=log_source,
-                actor=source,
+                actor=actor,
                 action="suppress",
                 after={"channel": channel, "scope": scope, "reason": reason},
             )
@@ -41,9 +53,8 @@ def suppression_remove(
     *,
     channel: str,
     address: str,
+    actor: Actor = SYSTEM,
     scope: str = Suppression.Scope.ALL,
-    source: str = "",
-    log_source: str = ConsentLog.Source.SYSTEM,
     recipient=None,
     reason: str | None = None,
 ) -> bool:
@@ -53,13 +64,26 @@ def suppression_remove(
     )
     if reason is not None:
         suppressions = suppressions.filter(reason=reason)
-    deleted, _ = suppressions.delete()
-    if deleted:
-        ConsentLog.objects.create(
-            recipient=recipient,
-            source=log_source,
-            actor=source,
-            action="unsuppress",
-            before={"channel": channel, "scope": scope},
-        )
-    return bool(deleted)
+    return suppressions_lift(suppressions, actor=actor, recipient=recipient) > 0
+
+
+def suppressions_lift(suppressions: Iterable[Suppression], *, actor: Actor, recipient=None) -> int:
+    """Delete these suppressions, logging each one lifted; returns how many."""
+    lifted = 0
+    with transaction.atomic():
+        for suppression in suppressions:
+            deleted, _ = Suppression.objects.filter(pk=suppression.pk).delete()
+            if not deleted:  # lifted meanwhile by someone else, who logged it
+                continue
+            lifted += 1
+            consent_log(
+                recipient=recipient,
+                actor=actor,
+                action="unsuppress",
+                before={
+                    "channel": suppression.channel,
+                    "scope": suppression.scope,
+                    "reason": suppression.reason,
+                },
+            )
+    return lifted

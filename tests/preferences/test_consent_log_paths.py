@@ -6,7 +6,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from preferences.models import ConsentLog, Preference, Suppression
+from preferences.models import ConsentLog, Preference, QuietHours, Suppression
+from preferences.services import Actor
 from preferences.suppressions import suppression_add, suppression_remove
 
 pytestmark = pytest.mark.django_db
@@ -64,18 +65,19 @@ def test_a_provider_webhook_suppression_is_logged_once(ada):
             channel="email",
             address=ada.email,
             reason=Suppression.Reason.HARD_BOUNCE,
-            source="postmark",
-            log_source=ConsentLog.Source.PROVIDER,
+            actor=Actor(source=ConsentLog.Source.PROVIDER, name="postmark"),
             recipient=ada,
         )
     log = ConsentLog.objects.get()
     assert (log.source, log.actor, log.action) == ("provider", "postmark", "suppress")
-    assert suppression_remove(channel="email", address=ada.email, log_source="admin")
+    assert suppression_remove(
+        channel="email", address=ada.email, actor=Actor(source=ConsentLog.Source.ADMIN)
+    )
     assert ConsentLog.objects.filter(action="unsuppress").count() == 1
 
 
 def test_the_recipient_page_shows_choices_and_their_history(staff, ada, promotions):
-    from preferences.services import Actor, unsubscribe_category
+    from preferences.services import unsubscribe_category
 
     unsubscribe_category(
         recipient=ada, category=promotions, actor=Actor(source="one_click", ip="192.0.2.1")
@@ -83,3 +85,68 @@ def test_the_recipient_page_shows_choices_and_their_history(staff, ada, promotio
     page = staff.get(f"/admin/notifications/recipient/{ada.pk}/change/").content.decode()
     assert "One-click unsubscribe" in page and "192.0.2.1" in page
     assert "unsubscribe_category" in page
+
+
+def test_an_admin_suppression_already_there_is_refused_with_a_message(staff):
+    fields = {"channel": "email", "address": "ada@example.com", "scope": "all", "reason": "manual"}
+    staff.post("/admin/preferences/suppression/add/", fields)
+    again = staff.post(
+        "/admin/preferences/suppression/add/", {**fields, "address": " ADA@example.com"}
+    )
+    assert again.status_code == 200
+    assert "already suppressed" in again.content.decode()
+    assert Suppression.objects.count() == 1 and ConsentLog.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("channel", "address", "error"),
+    [("email", "not an address", "Enter a valid email address"), ("sms", "call me", "E.164")],
+)
+def test_an_admin_suppression_of_no_real_address_is_refused(staff, channel, address, error):
+    page = staff.post(
+        "/admin/preferences/suppression/add/",
+        {"channel": channel, "address": address, "scope": "all", "reason": "manual"},
+    )
+    assert page.status_code == 200 and error in page.content.decode()
+    assert not Suppression.objects.exists() and not ConsentLog.objects.exists()
+
+
+def _delete_selected(staff, model: str, pks: list[int]):
+    return staff.post(
+        f"/admin/preferences/{model}/",
+        {"action": "delete_selected", "_selected_action": pks, "post": "yes"},
+    )
+
+
+def test_deleting_suppressions_from_the_admin_list_logs_each(staff):
+    for address in ("ada@example.com", "bob@example.com"):
+        suppression_add(channel="email", address=address, reason="manual")
+    ConsentLog.objects.all().delete()
+    answer = _delete_selected(
+        staff, "suppression", list(Suppression.objects.values_list("pk", flat=True))
+    )
+    assert answer.status_code == 302
+    assert not Suppression.objects.exists()
+    logs = ConsentLog.objects.all()
+    assert [(log.action, log.source, log.actor) for log in logs] == [
+        ("unsuppress", "admin", "staff")
+    ] * 2
+
+
+def test_deleting_choices_from_the_admin_list_logs_each(staff, ada, promotions):
+    preference = Preference.objects.create(recipient=ada, category=promotions, enabled=False)
+    quiet = QuietHours.objects.create(recipient=ada, daily_marketing_cap=2)
+    _delete_selected(staff, "preference", [preference.pk])
+    _delete_selected(staff, "quiethours", [quiet.pk])
+    assert not Preference.objects.exists() and not QuietHours.objects.exists()
+    deleted = ConsentLog.objects.filter(action="admin_delete", recipient=ada).order_by("id")
+    assert [log.before for log in deleted] == [
+        {
+            "category": "promotions",
+            "type": None,
+            "channel": "",
+            "enabled": False,
+            "frequency": Preference.objects.model._meta.get_field("frequency").default,
+        },
+        {"start": None, "end": None, "daily_marketing_cap": 2},
+    ]
