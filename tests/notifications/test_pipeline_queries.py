@@ -9,6 +9,8 @@ from django.test.utils import CaptureQueriesContext
 
 from notifications import services
 from notifications.models import Delivery
+from notifications.routing import route_notifications
+from notifications.sending import claim
 from templates_app import selection
 from tests.factories import notification_type_with_templates
 
@@ -42,3 +44,27 @@ def test_query_count_is_the_same_for_10_and_1000_recipients(settings):
     small = queries_to_route_and_send(ntype, 10, settings)
     large = queries_to_route_and_send(ntype, 1000, settings)
     assert small == large, f"{small} queries for 10 recipients, {large} for 1000"
+
+
+def test_a_claimed_batch_reads_its_notification_once_and_never_its_recipient_list(settings):
+    settings.SEND_TRANSACTIONAL_INLINE = False  # leave the deliveries pending, to be claimed
+    ntype = notification_type_with_templates(key="order-shipped", channels=("email",))
+    people = [{"external_id": f"p{i}", "email": f"p{i}@example.com"} for i in range(300)]
+    services.recipients_upsert(people)
+    event = services.EventRequest(
+        type_key=ntype.key, recipients=[p["external_id"] for p in people], data={"order_id": 1}
+    )
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        accepted = services.notification_accept(api_key_id="k", event=event)
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        route_notifications([str(accepted.notification.id)])
+    ids = list(Delivery.objects.values_list("id", flat=True)[:100])
+
+    with CaptureQueriesContext(connection) as captured:
+        batch = claim(ids)
+
+    assert len(batch) == 100 and {d.status for d in batch} == {"sending"}
+    assert len({id(d.notification) for d in batch}) == 1
+    assert batch[0].notification.type.key == "order-shipped"
+    assert not any("recipient_ids" in q["sql"] for q in captured), "the recipient list was read"
+    assert batch[0].recipient.email.endswith("@example.com")
