@@ -180,7 +180,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["notifications.api.auth.HasApiKey"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "notifications.api.errors.exception_handler",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["notifications.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
 }
@@ -191,6 +191,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 API_BULK_MAX_ITEMS = env_int("API_BULK_MAX_ITEMS", 1000)
+# A full bulk call of 1,000 events with a few KB of data each is over Django's 2.5 MB default;
+# a larger body gets 413 request_too_large.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 10 * 1024 * 1024)
 API_MAX_RECIPIENTS = env_int("API_MAX_RECIPIENTS", 1000)
 # How long each web process trusts the notification types it read (notifications/types.py):
 # a type changed on another node applies to new events within this many seconds.

@@ -18,3 +18,8 @@ urlpatterns = [
     path("", include("preferences.urls")),
     path("", include("notifications.urls")),
 ]
+
+# JSON errors under /api/ for what no view answers (no such route, a body too large).
+handler400 = "notifications.api.errors.bad_request"
+handler404 = "notifications.api.errors.not_found"
+handler500 = "notifications.api.errors.server_error"

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 def normalize(channel: str, address: str) -> str:
@@ -19,7 +19,7 @@ def normalize(channel: str, address: str) -> str:
     if channel == "email":
         return address.lower()
     if channel == "sms":
-        digits = re.sub(r"[^\d]", "", address)
+        digits = re.sub(r"[^0-9]", "", address)
         return f"+{digits}" if digits else ""
     return address
 

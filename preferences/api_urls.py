@@ -2,14 +2,24 @@
 
 from django.urls import path
 
+from notifications.api import converters  # noqa: F401 - registers <ext_id:...>
+
 from . import api
 
 urlpatterns = [
     path(
-        "recipients/<str:external_id>/preferences/",
+        "recipients/<ext_id:external_id>/preferences/",
         api.PreferencesView.as_view(),
         name="recipient-preferences",
     ),
-    path("recipients/<str:external_id>/export/", api.ExportView.as_view(), name="recipient-export"),
-    path("recipients/<str:external_id>/erase/", api.EraseView.as_view(), name="recipient-erase"),
+    path(
+        "recipients/<ext_id:external_id>/export/",
+        api.ExportView.as_view(),
+        name="recipient-export",
+    ),
+    path(
+        "recipients/<ext_id:external_id>/erase/",
+        api.EraseView.as_view(),
+        name="recipient-erase",
+    ),
 ]

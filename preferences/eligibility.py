@@ -199,7 +199,7 @@ def _suppressions_of(hashes: set[str]) -> set[tuple]:
 def zone_of(recipient: Recipient) -> ZoneInfo:
     try:
         return ZoneInfo(recipient.timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, as "America"
         return ZoneInfo("UTC")
 
 

@@ -15,6 +15,7 @@ from .models import ConsentLog, Frequency, Preference, QuietHours, TypeDefault
 
 CHANNELS = [c.value for c in Channel]
 FREQUENCIES = [f.value for f in Frequency]
+MAX_DAILY_CAP = 1000  # more is no cap at all; the column holds at most 32,767
 
 
 class PreferenceError(Exception):
@@ -193,7 +194,7 @@ def _time(value: Any, path: str, errors: dict) -> time | None:
     try:
         hours, minutes = str(value).split(":")
         return time(int(hours), int(minutes))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         errors[path] = ["A local time as HH:MM."]
         return None
 
@@ -293,8 +294,12 @@ def _plan_quiet(changes: dict, errors: dict) -> list[tuple]:
             errors["quiet_hours"] = ['null, or {"start": "HH:MM", "end": "HH:MM"}.']
     if "daily_marketing_cap" in changes:
         cap = changes["daily_marketing_cap"]
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-            errors["daily_marketing_cap"] = ["null, or a whole number of messages (0 or more)."]
+        if cap is not None and (
+            isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap <= MAX_DAILY_CAP
+        ):
+            errors["daily_marketing_cap"] = [
+                f"null, or a whole number of messages from 0 to {MAX_DAILY_CAP}."
+            ]
         else:
             writes.append(("quiet", {"daily_marketing_cap": cap}))
     return writes

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -54,3 +58,35 @@ def exception_handler(exc, context):
 
 def _passthrough(response) -> dict:
     return {k: v for k, v in response.items() if k in {"Retry-After", "WWW-Authenticate", "Allow"}}
+
+
+# --- Errors Django answers before a view runs (config/urls.py's handlers) ----------------
+
+
+def _api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """A 404 outside any view (a path that matches no route): JSON under /api/."""
+    if not _api(request):
+        return defaults.page_not_found(request, exception)
+    return JsonResponse(error_body("not_found", "No such resource."), status=404)
+
+
+def bad_request(request, exception=None):
+    """A 400 outside any view: a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a bad Host."""
+    if not _api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return JsonResponse(
+            error_body("request_too_large", f"The body is larger than {limit} bytes."), status=413
+        )
+    return JsonResponse(error_body("invalid_request", "Bad request."), status=400)
+
+
+def server_error(request):
+    if not _api(request):
+        return defaults.server_error(request)
+    return JsonResponse(error_body("server_error", "Something went wrong on our side."), status=500)

@@ -16,13 +16,15 @@ class RecipientFieldsSerializer(serializers.Serializer):
 
     email = serializers.EmailField(max_length=320, required=False, allow_blank=True)
     phone = serializers.RegexField(
-        r"^\+[1-9]\d{6,14}$",
+        r"^\+[1-9][0-9]{6,14}$",  # [0-9], not \d: other scripts' digits are no number
         required=False,
         allow_blank=True,
         error_messages={"invalid": "Give the number in E.164 form, e.g. +15551234567."},
     )
     webhook_url = serializers.URLField(max_length=2048, required=False, allow_blank=True)
-    locale = serializers.RegexField(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", required=False)
+    locale = serializers.RegexField(
+        r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", max_length=16, required=False
+    )
     timezone = serializers.CharField(max_length=64, required=False)
     attributes = serializers.DictField(required=False)
     tags = serializers.ListField(
@@ -34,7 +36,7 @@ class RecipientFieldsSerializer(serializers.Serializer):
 
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, as "America"
             raise serializers.ValidationError("Unknown IANA time zone, e.g. Europe/Paris.")
         return value
 

@@ -2,7 +2,10 @@
 
 from django.urls import path
 
-from . import views
+from . import (
+    converters,  # noqa: F401 - registers <ext_id:...>
+    views,
+)
 
 urlpatterns = [
     path("notifications/", views.NotificationCreateView.as_view(), name="notification-create"),
@@ -18,10 +21,14 @@ urlpatterns = [
         views.BroadcastDetailView.as_view(),
         name="broadcast-detail",
     ),
-    path("recipients/<str:external_id>/", views.RecipientView.as_view(), name="recipient"),
-    path("recipients/<str:external_id>/feed/", views.FeedView.as_view(), name="recipient-feed"),
+    path("recipients/<ext_id:external_id>/", views.RecipientView.as_view(), name="recipient"),
     path(
-        "recipients/<str:external_id>/feed/<int:item_id>/read/",
+        "recipients/<ext_id:external_id>/feed/",
+        views.FeedView.as_view(),
+        name="recipient-feed",
+    ),
+    path(
+        "recipients/<ext_id:external_id>/feed/<int:item_id>/read/",
         views.FeedReadView.as_view(),
         name="recipient-feed-read",
     ),

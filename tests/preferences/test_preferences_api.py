@@ -119,3 +119,21 @@ def test_an_opt_in_category_starts_off_and_a_digest_default_shows(api, ada, prom
     categories = api.get(URL).json()["categories"]
     assert categories["promotions"]["frequency"] == "off"
     assert categories["social"]["frequency"] == "daily"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (
+            {"quiet_hours": {"start": "99999999999999999999:00", "end": "08:00"}},
+            "quiet_hours.start",
+        ),
+        ({"daily_marketing_cap": 40000}, "daily_marketing_cap"),
+        ({"daily_marketing_cap": -1}, "daily_marketing_cap"),
+    ],
+)
+def test_patch_with_values_out_of_range_is_refused(api, ada, change, field):
+    response = api.patch(URL, change, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+    assert not QuietHours.objects.exists() and not ConsentLog.objects.exists()
