@@ -77,7 +77,10 @@ def recipients_upsert(rows: Iterable[dict[str, Any]]) -> None:
 def recipient_upserts(rows: Iterable[dict[str, Any]]) -> list[Statement]:
     """The statements of ``recipients_upsert``: one per set of given fields (usually one)."""
     by_fields: dict[tuple[str, ...], list[Recipient]] = {}
-    for row in {row["external_id"]: row for row in rows}.values():
+    merged: dict[str, dict[str, Any]] = {}
+    for row in rows:  # the same person given twice: every field given is written
+        merged.setdefault(row["external_id"], {}).update(row)
+    for row in merged.values():
         given = tuple(sorted(f for f in RECIPIENT_FIELDS if f in row))
         by_fields.setdefault(given, []).append(
             Recipient(external_id=row["external_id"], **{f: row[f] for f in given})
@@ -104,18 +107,22 @@ def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list
     types = types_by_key(e.type_key for e in events)
     results: list[Accepted] = [Accepted(None) for _ in events]
     candidates: list[tuple[int, Notification]] = []
-    known = _known_external_ids(events)
+    errors = _errors(events, types)
     for index, event in enumerate(events):
-        error = _check(event, types, known)
-        if error:
-            results[index] = Accepted(None, error=error)
+        if index in errors:
+            results[index] = Accepted(None, error=errors[index])
             continue
         candidates.append((index, _new_notification(api_key_id, event, types[event.type_key])))
+    replays = _used_keys(api_key_id, [events[i] for i, _ in candidates])
+    inline = (
+        r
+        for i, _ in candidates
+        if events[i].idempotency_key not in replays
+        for r in events[i].inline_recipients
+    )
     # The inline recipients and the notifications are written in one atomic step.
     created_ids = insert_new(
-        Notification,
-        [n for _, n in candidates],
-        first=recipient_upserts(r for i, _ in candidates for r in events[i].inline_recipients),
+        Notification, [n for _, n in candidates], first=recipient_upserts(inline)
     )
     existing = _existing_by_key(api_key_id, [n for _, n in candidates if n.id not in created_ids])
     fresh: list[Notification] = []
@@ -133,16 +140,56 @@ def notification_accept(*, api_key_id: str, event: EventRequest) -> Accepted:
     return notifications_accept(api_key_id=api_key_id, events=[event])[0]
 
 
-def _known_external_ids(events: list[EventRequest]) -> set[str]:
+def _errors(events: list[EventRequest], types: dict) -> dict[int, AcceptError]:
+    """Why each refused event is refused, by index.
+
+    An event may name recipients that exist, or that it or another accepted event of the
+    call gives inline: a refused event writes nothing, so the people it gave inline count
+    for no one. Refusing one can leave another without its recipient: repeat until stable.
+    """
     referenced = {i for e in events for i in e.external_ids}
-    inline = {r["external_id"] for e in events for r in e.inline_recipients}
-    by_id_only = referenced - inline
-    if not by_id_only:
-        return inline
-    found = set(
-        Recipient.objects.filter(external_id__in=by_id_only).values_list("external_id", flat=True)
+    in_database: set[str] = set()
+    asked: set[str] = set()
+    errors: dict[int, AcceptError] = {}
+    while True:
+        inline = {
+            r["external_id"]
+            for index, event in enumerate(events)
+            if index not in errors
+            for r in event.inline_recipients
+        }
+        if ask := referenced - inline - asked:
+            asked |= ask
+            in_database |= set(
+                Recipient.objects.filter(external_id__in=ask).values_list("external_id", flat=True)
+            )
+        known = inline | in_database
+        found = {
+            index: error
+            for index, event in enumerate(events)
+            if (error := _check(event, types, known))
+        }
+        if found.keys() == errors.keys():
+            return found
+        errors = found
+
+
+def _used_keys(api_key_id: str, events: list[EventRequest]) -> set[str]:
+    """Idempotency keys already used, of events giving recipients inline.
+
+    A replay writes none of its inline recipients: the first request wrote them, and a
+    refused one (another body) must change nothing. Asked before the write, so two first
+    requests racing with one key may both write theirs; the unique key then decides which
+    notification stands.
+    """
+    keys = [e.idempotency_key for e in events if e.idempotency_key and e.inline_recipients]
+    if not keys:
+        return set()
+    return set(
+        Notification.objects.filter(api_key_id=api_key_id, idempotency_key__in=keys).values_list(
+            "idempotency_key", flat=True
+        )
     )
-    return inline | found
 
 
 def _check(event: EventRequest, types: dict, known: set[str]) -> AcceptError | None:

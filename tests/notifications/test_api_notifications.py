@@ -226,3 +226,49 @@ def test_each_bad_inline_recipient_is_named_by_position_and_field(api, order_shi
             "2": {"external_id": ["This field is required."]},
         }
     }
+
+
+def test_a_refused_replay_leaves_its_inline_recipient_as_it_was(api, order_shipped):
+    first = {"type": "order-shipped", "recipients": [{"external_id": "80", "email": "a@x.com"}]}
+    post(api, first, HTTP_IDEMPOTENCY_KEY="k-80")
+    Recipient.objects.filter(external_id="80").update(locale="fr")  # changed since, by a PUT
+    other = {
+        "type": "order-shipped",
+        "recipients": [{"external_id": "80", "email": "evil@x.com", "locale": "de"}],
+    }
+    refused = post(api, other, HTTP_IDEMPOTENCY_KEY="k-80")
+    replayed = post(api, first, HTTP_IDEMPOTENCY_KEY="k-80")
+    assert refused.status_code == 422 and replayed.status_code == 202
+    recipient = Recipient.objects.get(external_id="80")
+    assert (recipient.email, recipient.locale) == ("a@x.com", "fr")
+
+
+def test_a_bulk_item_refused_gives_its_inline_recipients_to_no_other_item(api, order_shipped):
+    items = [
+        {"type": "no-such-type", "recipients": [{"external_id": "90", "email": "x@y.com"}]},
+        {"type": "order-shipped", "recipients": ["90"]},
+        {"type": "order-shipped", "recipients": [{"external_id": "91", "email": "z@y.com"}]},
+        {"type": "order-shipped", "recipients": ["91"]},
+    ]
+    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
+    statuses = [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+    assert statuses == [
+        (400, "unknown_notification_type"),
+        (400, "unknown_recipient"),
+        (202, None),
+        (202, None),
+    ]
+    assert list(Recipient.objects.values_list("external_id", flat=True)) == ["91"]
+
+
+def test_one_person_given_inline_twice_keeps_every_field_given(api, order_shipped):
+    body = {
+        "type": "order-shipped",
+        "recipients": [
+            {"external_id": "77", "email": "p@x.com"},
+            {"external_id": "77", "phone": "+15550007777"},
+        ],
+    }
+    assert post(api, body).status_code == 202
+    recipient = Recipient.objects.get(external_id="77")
+    assert (recipient.email, recipient.phone) == ("p@x.com", "+15550007777")
