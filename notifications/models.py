@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -54,6 +56,31 @@ class Category(models.Model):
         return self.name
 
 
+def channels_problems(channels: Any) -> list[str]:
+    """What is wrong with a type's channels: a non-empty list of known channels, once each."""
+    if not isinstance(channels, list) or not channels:
+        return ["must be a non-empty list of channels"]
+    problems = [f"unknown channel {c!r}" for c in channels if c not in Channel.values]
+    if not problems and len(set(channels)) != len(channels):
+        problems.append("a channel may not repeat")
+    return problems
+
+
+def fallbacks_problems(fallbacks: Any) -> list[str]:
+    """What is wrong with a type's fallbacks: a channel -> the channels tried in its place."""
+    if not isinstance(fallbacks, dict):
+        return ["must map a channel to a list of channels"]
+    problems = []
+    for channel, chain in fallbacks.items():
+        if channel not in Channel.values:
+            problems.append(f"unknown channel {channel!r}")
+        if not isinstance(chain, list) or any(c not in Channel.values for c in chain):
+            problems.append(f"{channel}: must be a list of known channels")
+        elif channel in chain or len(set(chain)) != len(chain):
+            problems.append(f"{channel}: a chain may not repeat a channel")
+    return problems
+
+
 class NotificationType(models.Model):
     """What an event means: its category, its traffic kind and the channels it goes out on.
 
@@ -78,6 +105,16 @@ class NotificationType(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    def clean(self) -> None:
+        """The checks the catalog file runs, for a type saved in the admin."""
+        errors = {
+            "channels": channels_problems(self.channels),
+            "fallbacks": fallbacks_problems(self.fallbacks),
+            "sample_data": [] if isinstance(self.sample_data, dict) else ["must be an object"],
+        }
+        if errors := {field: problems for field, problems in errors.items() if problems}:
+            raise ValidationError(errors)
 
     @property
     def is_transactional(self) -> bool:

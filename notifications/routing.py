@@ -12,11 +12,12 @@ broker hop, a second transaction or a second look at preferences decided a momen
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import QuerySet
 
 from channels.registry import primary_provider
@@ -25,6 +26,8 @@ from preferences.eligibility import CapLedger, decide
 from . import clock, doorbell, enqueue
 from .journal import SendJournal
 from .models import Delivery, Notification, Recipient, Traffic
+
+log = logging.getLogger(__name__)
 
 
 def route_notifications(notification_ids: list[str]) -> int:
@@ -70,28 +73,64 @@ def _route(candidates: QuerySet, limit: int | None = None, full=None) -> int:
             return 0
         if full and len(notifications) == limit:
             transaction.on_commit(full, robust=True)
-        events = [n for n in notifications if not n.is_broadcast]
-        broadcasts = [n for n in notifications if n.is_broadcast]
-        rows = _plan(events, now) if events else []
-        urgent = _claim_urgent(rows, now)
-        Delivery.objects.bulk_create(rows)
-        created = len(rows)
-        for broadcast in broadcasts:
-            from .broadcasts import fan_out
+        try:
+            with transaction.atomic():
+                return _write(notifications, now)
+        except TRANSIENT:
+            raise
+        except Exception:  # noqa: BLE001 - which event is at fault is found below
+            if len(notifications) == 1:
+                _fail(notifications[0], now)
+                return 0
+        # One event that cannot be routed (a type saved with bad channels, say) must not hold
+        # up the others of its batch, which every later task would take again: one by one.
+        created = 0
+        for notification in notifications:
+            try:
+                with transaction.atomic():
+                    created += _write([notification], now)
+            except TRANSIENT:
+                raise
+            except Exception:  # noqa: BLE001 - logged with its traceback, then failed
+                _fail(notification, now)
+        return created
 
-            created += fan_out(broadcast, now)
-        Notification.objects.filter(id__in=[n.id for n in notifications]).update(
-            status=Notification.Status.ROUTED, routed_at=now
-        )
-        if urgent:
-            _send_after_commit(urgent)
-        enqueue.sends_on_commit(
-            (d.id, d.traffic, d.channel)
-            for d in rows
-            if d.status == Delivery.Status.PENDING  # the urgent ones are claimed already
-        )
-        if broadcasts:
-            _enqueue_pending([n.id for n in broadcasts])
+
+# The database gone away: the task fails and the events wait, still accepted, for the next.
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+def _fail(notification: Notification, now: datetime) -> None:
+    log.exception("notification %s cannot be routed; marked failed", notification.id)
+    Notification.objects.filter(id=notification.id).update(
+        status=Notification.Status.FAILED, routed_at=now
+    )
+
+
+def _write(notifications: list[Notification], now: datetime) -> int:
+    """Write the deliveries of locked, unrouted notifications and queue their sends."""
+    events = [n for n in notifications if not n.is_broadcast]
+    broadcasts = [n for n in notifications if n.is_broadcast]
+    rows = _plan(events, now) if events else []
+    urgent = _claim_urgent(rows, now)
+    Delivery.objects.bulk_create(rows)
+    created = len(rows)
+    for broadcast in broadcasts:
+        from .broadcasts import fan_out
+
+        created += fan_out(broadcast, now)
+    Notification.objects.filter(id__in=[n.id for n in notifications]).update(
+        status=Notification.Status.ROUTED, routed_at=now
+    )
+    if urgent:
+        _send_after_commit(urgent)
+    enqueue.sends_on_commit(
+        (d.id, d.traffic, d.channel)
+        for d in rows
+        if d.status == Delivery.Status.PENDING  # the urgent ones are claimed already
+    )
+    if broadcasts:
+        _enqueue_pending([n.id for n in broadcasts])
     return created
 
 

@@ -15,7 +15,14 @@ from typing import Any
 import yaml
 from django.db import transaction
 
-from notifications.models import Category, Channel, NotificationType, Traffic
+from notifications.models import (
+    Category,
+    Channel,
+    NotificationType,
+    Traffic,
+    channels_problems,
+    fallbacks_problems,
+)
 
 from .models import Layout, Template, UtmParameters
 from .services import template_version_save
@@ -255,12 +262,11 @@ def _type_problems(item: dict, where: str, categories: set, layouts: set) -> lis
     if item.get("traffic") not in Traffic.values:
         problems.append(f"{where}.traffic: must be one of {', '.join(Traffic.values)}")
     channels = item.get("channels")
-    if not isinstance(channels, list) or not channels:
-        problems.append(f"{where}.channels: must be a non-empty list")
-        channels = []
-    for channel in channels:
-        if channel not in Channel.values:
-            problems.append(f"{where}.channels: unknown channel {channel!r}")
+    if channel_problems := channels_problems(channels):
+        problems.extend(f"{where}.channels: {p}" for p in channel_problems)
+        channels = (
+            [c for c in channels if c in Channel.values] if isinstance(channels, list) else []
+        )
     utm = item.get("utm") or {}
     if not isinstance(utm, dict) or any(
         not (isinstance(k, str) and k.startswith("utm_") and isinstance(v, str))
@@ -269,7 +275,9 @@ def _type_problems(item: dict, where: str, categories: set, layouts: set) -> lis
         problems.append(f"{where}.utm: must map utm_* names to text")
     if item.get("layout") and item["layout"] not in layouts:
         problems.append(f"{where}.layout: unknown layout {item['layout']!r}")
-    problems.extend(_fallback_problems(item.get("fallbacks") or {}, channels, where))
+    problems.extend(
+        f"{where}.fallbacks: {p}" for p in fallbacks_problems(item.get("fallbacks") or {})
+    )
     templates = item.get("templates") or {}
     if not isinstance(templates, dict):
         return [*problems, f"{where}.templates: must map channel -> locale -> parts"]
@@ -278,20 +286,6 @@ def _type_problems(item: dict, where: str, categories: set, layouts: set) -> lis
             problems.append(f"{where}.templates: no {channel} template, but it sends on {channel}")
     for channel, by_locale in templates.items():
         problems.extend(_template_problems(channel, by_locale, f"{where}.templates.{channel}"))
-    return problems
-
-
-def _fallback_problems(fallbacks: Any, channels: list, where: str) -> list[str]:
-    if not isinstance(fallbacks, dict):
-        return [f"{where}.fallbacks: must map a channel to a list of channels"]
-    problems = []
-    for channel, chain in fallbacks.items():
-        if channel not in Channel.values:
-            problems.append(f"{where}.fallbacks: unknown channel {channel!r}")
-        if not isinstance(chain, list) or any(c not in Channel.values for c in chain):
-            problems.append(f"{where}.fallbacks.{channel}: must be a list of known channels")
-        elif channel in chain or len(set(chain)) != len(chain):
-            problems.append(f"{where}.fallbacks.{channel}: a chain may not repeat a channel")
     return problems
 
 

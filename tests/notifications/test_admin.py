@@ -53,3 +53,34 @@ def test_notification_page_shows_its_deliveries_inline(admin_client, logged):
     assert page.status_code == 200
     assert "opted_out_category" in page.text
     assert "Deliveries" in page.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("channels", '"email"', "non-empty list"),
+        ("channels", '["fax"]', "unknown channel"),
+        ("fallbacks", '{"sms": ["sms"]}', "may not repeat"),
+        ("sample_data", "[1, 2]", "must be an object"),
+    ],
+)
+def test_a_type_saved_in_the_admin_is_checked_as_the_catalog_checks_it(
+    admin_client, field, value, says
+):
+    from notifications.models import Category, NotificationType
+
+    category = Category.objects.create(key="orders", name="Orders")
+    form = {
+        "key": "order-shipped",
+        "name": "Order shipped",
+        "category": category.pk,
+        "traffic": "transactional",
+        "channels": '["email", "sms"]',
+        "fallbacks": "{}",
+        "sample_data": "{}",
+        "is_active": "on",
+        field: value,
+    }
+    page = admin_client.post("/admin/notifications/notificationtype/add/", form)
+    assert page.status_code == 200 and says in page.text
+    assert not NotificationType.objects.exists()

@@ -164,3 +164,28 @@ def test_routing_reads_what_waits_in_order_through_its_own_index():
 
     assert "Index Scan using notification_waiting" in plan
     assert "Bitmap" not in plan and "Sort" not in plan
+
+
+def test_an_event_that_cannot_be_routed_fails_alone_and_the_rest_are_routed(settings):
+    notification_type_with_templates(key="receipt", channels=("email",))
+    broken = notification_type_with_templates(key="broken", channels=("email",))
+    # Saved past the admin's checks (by a script, say): no provider serves "fax".
+    type(broken).objects.filter(id=broken.id).update(channels=["email", "fax"])
+
+    def event(type_key: str, who: str) -> Notification:
+        request = services.EventRequest(
+            type_key=type_key,
+            recipients=[{"external_id": who, "email": f"{who}@x.org"}],
+            data={"order_id": who},
+        )
+        return services.notification_accept(api_key_id="k", event=request).notification
+
+    with TestCase.captureOnCommitCallbacks(execute=False):  # accepted, not routed yet
+        first, poison, last = event("receipt", "a"), event("broken", "p"), event("receipt", "b")
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        routing.route_waiting("transactional")
+
+    statuses = dict(Notification.objects.values_list("id", "status"))
+    assert [statuses[n.id] for n in (first, poison, last)] == ["routed", "failed", "routed"]
+    assert not poison.deliveries.exists() and first.deliveries.get().status == "sent"
