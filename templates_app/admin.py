@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -222,7 +223,7 @@ class TemplateAdmin(admin.ModelAdmin):
         ntype = template.notification_type
         version = None
         if request.GET.get("version"):
-            version = get_object_or_404(template.versions, pk=request.GET["version"])
+            version = _version_or_404(template.versions.all(), request.GET["version"])
         locale = (request.GET.get("locale") or template.locale).strip()[:16]
         recipient = None
         if request.GET.get("recipient"):
@@ -250,10 +251,10 @@ class TemplateAdmin(admin.ModelAdmin):
     def diff_view(self, request, pk: int):
         template = self._template(request, pk)
         versions = template.versions.all()
-        b = get_object_or_404(versions, pk=request.GET.get("b") or template.current_version_id)
+        b = _version_or_404(versions, request.GET.get("b") or template.current_version_id)
         a_id = request.GET.get("a")
         a = (
-            get_object_or_404(versions, pk=a_id)
+            _version_or_404(versions, a_id)
             if a_id
             else versions.filter(number__lt=b.number).order_by("-number").first()
         )
@@ -331,13 +332,44 @@ def _authoring_help() -> str:
     )
 
 
-class RecompileOnSave:
-    """Saving a layout or UTM parameters gives the emails that use them a new version."""
+def _version_or_404(versions, pk) -> TemplateVersion:
+    """A version named in a query string; anything but one of its ids is a 404."""
+    if not str(pk).isdigit():
+        raise Http404("No such version.")
+    return get_object_or_404(versions, pk=int(pk))
 
-    def recompile(self, request, templates) -> None:
+
+class RecompileOnSave:
+    """Saving or deleting a layout or UTM parameters gives the emails using them a new version."""
+
+    def affected(self, obj):
+        """The email templates whose compiled form depends on ``obj``."""
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        saved = type(obj).objects.get(pk=obj.pk) if change else None
+        before = set(self.affected(saved).values_list("pk", flat=True)) if saved else set()
+        super().save_model(request, obj, form, change)
+        # Those compiled with it as it was (a layout no longer "default", UTM parameters moved
+        # to another type) and as it is now.
+        self.recompile(request, before | set(self.affected(obj).values_list("pk", flat=True)))
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, type(obj).objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        ids = {pk for obj in queryset for pk in self.affected(obj).values_list("pk", flat=True)}
+        super().delete_queryset(request, queryset)
+        self.recompile(request, ids)
+
+    def recompile(self, request, template_ids: set[int]) -> None:
+        templates = Template.objects.filter(pk__in=template_ids, current_version__isnull=False)
         try:
             with transaction.atomic():
-                changed = templates_recompile(templates, user=request.user)
+                changed = templates_recompile(
+                    templates.select_related("notification_type", "current_version"),
+                    user=request.user,
+                )
         except TemplateInvalid as exc:
             messages.error(request, f"Templates not recompiled: {exc}")
             return
@@ -368,9 +400,8 @@ class LayoutAdmin(RecompileOnSave, admin.ModelAdmin):
     list_display = ["key", "name", "updated_at"]
     search_fields = ["key", "name"]
 
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        self.recompile(request, templates_using(layout=obj))
+    def affected(self, obj):
+        return templates_using(layout=obj)
 
 
 class UtmForm(forms.ModelForm):
@@ -393,6 +424,5 @@ class UtmParametersAdmin(RecompileOnSave, admin.ModelAdmin):
     form = UtmForm
     list_display = ["notification_type", "params"]
 
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        self.recompile(request, templates_using(ntype=obj.notification_type))
+    def affected(self, obj):
+        return templates_using(ntype=obj.notification_type)

@@ -7,6 +7,7 @@ from django.db import transaction
 from channels.registry import primary_provider
 from notifications.models import Delivery, Notification, Recipient
 from notifications.sending import send_deliveries
+from preferences.addresses import address_error, normalize
 
 from .models import Template
 
@@ -37,13 +38,13 @@ def send_test(template: Template, *, user, phone: str = "") -> Delivery:
         raise TestSendError("this template has no version yet")
     if channel == "email" and not user.email:
         raise TestSendError("your staff account has no email address")
-    if channel == "sms" and not phone.strip():
-        raise TestSendError("give your own phone number for an SMS test")
+    if channel == "sms" and address_error(channel, phone):
+        raise TestSendError("give your own phone number for an SMS test, e.g. +15551234567")
     if channel == "webhook":
         raise TestSendError("webhook templates have no test send; use the preview")
     ntype = template.notification_type
     with transaction.atomic():
-        recipient = staff_recipient(user, locale=template.locale, phone=phone.strip())
+        recipient = staff_recipient(user, locale=template.locale, phone=normalize("sms", phone))
         notification = Notification.objects.create(
             type=ntype,
             api_key_id=f"admin-test:{user.get_username()}"[:150],

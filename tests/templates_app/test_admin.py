@@ -166,12 +166,13 @@ def test_send_a_test_in_app_message_to_ones_own_feed(admin_client, admin_user, n
     assert item.delivery.is_test
 
 
-def test_sms_test_send_without_a_number_is_refused(admin_client, ntype):
+@pytest.mark.parametrize("phone", ["", "call me", "+1" + "5" * 40])
+def test_sms_test_send_without_a_real_number_is_refused(admin_client, ntype, phone):
     template = TemplateFactory(notification_type=ntype, channel="sms")
     template_version_save(template, {"text": "x"})
 
     response = admin_client.post(
-        f"/admin/templates_app/template/{template.pk}/test-send/", follow=True
+        f"/admin/templates_app/template/{template.pk}/test-send/", {"phone": phone}, follow=True
     )
 
     assert "Give your own phone number" in response.text
@@ -189,6 +190,16 @@ def test_admin_pages_render(admin_client, email_template):
         "/admin/templates_app/utmparameters/add/",
     ]:
         assert admin_client.get(url).status_code == 200, url
+
+
+@pytest.mark.parametrize(
+    "query", ["preview/?version=abc", "diff/?b=abc", "diff/?a=x1", "preview/?version=999999"]
+)
+def test_a_version_that_is_not_one_of_the_template_is_not_found(
+    admin_client, email_template, query
+):
+    response = admin_client.get(f"/admin/templates_app/template/{email_template.pk}/{query}")
+    assert response.status_code == 404
 
 
 def test_utm_parameters_must_be_utm_names(admin_client, email_template):

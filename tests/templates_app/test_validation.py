@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from templates_app.models import Layout, TemplateVersion
+from templates_app.models import Layout, Template, TemplateVersion, UtmParameters
 from templates_app.selection import locale_chain
 from templates_app.services import template_version_save
 from templates_app.validation import TemplateInvalid, sms_length, validate_content
@@ -128,3 +128,31 @@ def test_saving_a_layout_in_the_admin_versions_the_emails_using_it(admin_client)
     assert (
         "<section><p>{{ data.order_id }}</p></section>" in template.current_version.compiled["html"]
     )
+
+
+@pytest.mark.django_db
+def test_deleting_a_layout_or_utm_parameters_in_the_admin_versions_the_emails_using_them(
+    admin_client,
+):
+    layout = Layout.objects.create(key="brand", name="B", html="<header>B</header>{{ content }}")
+    template = TemplateFactory(channel="email", notification_type__sample_data=SAMPLE)
+    template.layout = layout
+    template.save()
+    content = {"subject": "s", "html": '<p><a href="https://shop.example.com/">x</a></p>'}
+    template_version_save(template, content)
+    utm = UtmParameters.objects.create(
+        notification_type=template.notification_type, params={"utm_source": "clarion"}
+    )
+    template_version_save(template, content)  # compiled with both
+    compiled = Template.objects.get(pk=template.pk).current_version.compiled["html"]
+    assert "<header>B</header>" in compiled and "utm_source=clarion" in compiled
+
+    admin_client.post(f"/admin/templates_app/layout/{layout.pk}/delete/", {"post": "yes"})
+    admin_client.post(
+        "/admin/templates_app/utmparameters/",
+        {"action": "delete_selected", "_selected_action": [utm.pk], "post": "yes"},
+    )
+
+    compiled = Template.objects.get(pk=template.pk).current_version.compiled["html"]
+    assert "<header>B</header>" not in compiled and "utm_source" not in compiled
+    assert "https://shop.example.com/" in compiled
