@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db import models
+from django.urls import reverse
+from django.utils.html import format_html
 
 from preferences.admin import RECIPIENT_ACTIONS, RECIPIENT_INLINES
 
+from .broadcasts import progress
 from .models import Category, Delivery, FeedItem, Notification, NotificationType, Recipient
 
 
@@ -19,6 +22,11 @@ class RecipientAdmin(admin.ModelAdmin):
     inlines = RECIPIENT_INLINES
     # Django 6 assumes https for scheme-less URLs; say so now (and silence its warning).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # A person leaves through the erase action (GDPR): their addresses stay suppressed
+        # and the consent log says who erased them. A plain delete would do neither.
+        return False
 
 
 @admin.register(Category)
@@ -45,7 +53,7 @@ class DeliveryInline(admin.TabularInline):
         "attempts",
         "error_kind",
         "error_message",
-        "replaces",
+        "replaces_id",
         "sent_at",
     ]
     readonly_fields = fields
@@ -56,18 +64,36 @@ class DeliveryInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("recipient")
+
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ["id", "type", "status", "created_at", "routed_at"]
     list_filter = ["status", "type", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["id", "idempotency_key", "deliveries__recipient__external_id"]
-    readonly_fields = [f.name for f in Notification._meta.fields]
-    inlines = [DeliveryInline]
+    readonly_fields = [*(f.name for f in Notification._meta.fields), "deliveries_by_status"]
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def get_inlines(self, request, obj):
+        # A broadcast has a delivery per person: its counts here, its rows in the delivery log.
+        return [] if obj is not None and obj.is_broadcast else [DeliveryInline]
+
+    @admin.display(description="deliveries")
+    def deliveries_by_status(self, notification: Notification) -> str:
+        counts = progress(notification)
+        log = reverse("admin:notifications_delivery_changelist")
+        return format_html(
+            '{} in all: {} (<a href="{}?notification__id__exact={}">see them</a>)',
+            counts["total"],
+            ", ".join(f"{n} {status}" for status, n in counts["by_status"].items()) or "none yet",
+            log,
+            notification.id,
+        )
 
 
 @admin.register(Delivery)

@@ -56,6 +56,9 @@ class PreferenceInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("category", "notification_type")
+
 
 class ConsentLogInline(admin.TabularInline):
     """Who changed this person's choices, when and how (support answers "why not?")."""
@@ -162,6 +165,10 @@ class ConsentLoggedAdmin(admin.ModelAdmin):
     def consent_state(self, obj) -> dict:
         raise NotImplementedError
 
+    def get_readonly_fields(self, request, obj=None):
+        # Whose choice it is never changes: the log would show it under one person only.
+        return ["recipient"] if obj else []
+
     def save_model(self, request, obj, form, change) -> None:
         before = self.consent_state(type(obj).objects.get(pk=obj.pk)) if change else None
         with transaction.atomic():
@@ -208,8 +215,26 @@ class PreferenceAdmin(ConsentLoggedAdmin):
         }
 
 
+class QuietHoursForm(forms.ModelForm):
+    """The checks the preferences API runs: a window has two different ends, a cap a limit."""
+
+    class Meta:
+        model = QuietHours
+        fields = ["recipient", "start", "end", "daily_marketing_cap"]
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if (start is None) != (end is None):
+            raise forms.ValidationError("Give both the start and the end, or neither.")
+        if start is not None and start == end:
+            raise forms.ValidationError("Start and end must differ.")
+        return cleaned
+
+
 @admin.register(QuietHours)
 class QuietHoursAdmin(ConsentLoggedAdmin):
+    form = QuietHoursForm
     list_display = ["recipient", "start", "end", "daily_marketing_cap"]
     raw_id_fields = ["recipient"]
 

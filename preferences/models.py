@@ -24,9 +24,11 @@ class Preference(models.Model):
     """
 
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="preferences")
-    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.CASCADE)
+    # PROTECT: a person's choice never vanishes with a category or type deleted from under it
+    # (the consent log would not say so); the admin lists the choices in the way instead.
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.PROTECT)
     notification_type = models.ForeignKey(
-        NotificationType, null=True, blank=True, on_delete=models.CASCADE
+        NotificationType, null=True, blank=True, on_delete=models.PROTECT
     )
     channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
     enabled = models.BooleanField(default=True)

@@ -109,6 +109,9 @@ class VersionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("created_by")
+
     @admin.display(description="checksum")
     def checksum_short(self, version: TemplateVersion) -> str:
         return version.checksum[:12]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from notifications.models import Delivery
+from notifications.models import Delivery, Recipient
 from tests.factories import NotificationFactory, RecipientFactory
 
 pytestmark = pytest.mark.django_db
@@ -84,3 +86,60 @@ def test_a_type_saved_in_the_admin_is_checked_as_the_catalog_checks_it(
     page = admin_client.post("/admin/notifications/notificationtype/add/", form)
     assert page.status_code == 200 and says in page.text
     assert not NotificationType.objects.exists()
+
+
+def _deliveries(notification, count: int) -> None:
+    for i in range(count):
+        Delivery.objects.create(
+            notification=notification,
+            recipient=RecipientFactory(external_id=f"n{notification.pk}-{i}"),
+            channel="email",
+            traffic="transactional",
+            status="sent",
+        )
+
+
+def test_a_notification_page_costs_the_same_queries_for_2_or_20_deliveries(admin_client):
+    counts = []
+    for size in (2, 20):
+        notification = NotificationFactory()
+        _deliveries(notification, size)
+        url = f"/admin/notifications/notification/{notification.pk}/change/"
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(url).status_code == 200
+        counts.append(len(captured))
+    assert counts[0] == counts[1], counts
+
+
+def test_a_broadcast_page_counts_its_deliveries_and_links_to_them(admin_client):
+    broadcast = NotificationFactory(audience={"all": True})
+    _deliveries(broadcast, 3)
+    other = NotificationFactory()
+    _deliveries(other, 1)
+
+    page = admin_client.get(f"/admin/notifications/notification/{broadcast.pk}/change/").text
+    assert "3 in all: 3 sent" in page
+    assert "n" + str(broadcast.pk) + "-0" not in page  # no row per delivery
+
+    log = admin_client.get(f"/admin/notifications/delivery/?notification__id__exact={broadcast.pk}")
+    assert log.status_code == 200 and "3 deliveries" in log.text
+
+
+def test_recipients_leave_through_erase_not_delete(admin_client):
+    recipient = RecipientFactory(external_id="gone")
+    page = admin_client.get(f"/admin/notifications/recipient/{recipient.pk}/delete/")
+    assert page.status_code == 403
+    assert Recipient.objects.filter(pk=recipient.pk).exists()
+
+
+def test_a_category_people_made_choices_about_cannot_be_deleted(admin_client):
+    from notifications.models import Category
+    from preferences.models import Preference
+
+    category = Category.objects.create(key="promotions", name="Promotions")
+    Preference.objects.create(recipient=RecipientFactory(), category=category, enabled=False)
+    page = admin_client.post(
+        f"/admin/notifications/category/{category.pk}/delete/", {"post": "yes"}
+    )
+    assert "protected" in page.text.lower()
+    assert Category.objects.filter(pk=category.pk).exists() and Preference.objects.exists()

@@ -150,3 +150,30 @@ def test_deleting_choices_from_the_admin_list_logs_each(staff, ada, promotions):
         },
         {"start": None, "end": None, "daily_marketing_cap": 2},
     ]
+
+
+@pytest.mark.parametrize(
+    ("window", "says"),
+    [({"start": "08:00", "end": "08:00"}, "must differ"), ({"start": "22:00"}, "or neither")],
+)
+def test_quiet_hours_the_api_would_refuse_the_admin_refuses(staff, ada, window, says):
+    page = staff.post(
+        "/admin/preferences/quiethours/add/",
+        {"recipient": ada.pk, "start": "", "end": "", "daily_marketing_cap": "", **window},
+    )
+    assert page.status_code == 200 and says in page.content.decode()
+    assert not QuietHours.objects.exists() and not ConsentLog.objects.exists()
+
+
+def test_whose_choice_it_is_cannot_change_in_the_admin(staff, ada, promotions):
+    from tests.factories import RecipientFactory
+
+    bob = RecipientFactory(external_id="bob")
+    preference = Preference.objects.create(recipient=ada, category=promotions, enabled=True)
+    staff.post(
+        f"/admin/preferences/preference/{preference.pk}/change/",
+        {"recipient": bob.pk, "category": promotions.pk, "channel": "", "frequency": "daily"},
+    )
+    preference.refresh_from_db()
+    assert preference.recipient == ada and preference.frequency == "daily"
+    assert ConsentLog.objects.get().recipient == ada
