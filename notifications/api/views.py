@@ -37,8 +37,13 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 def idempotency_key(header_key: str | None, body_key: str | None) -> str | None:
     """The request's key, from the header or the body field (they must agree)."""
-    if header_key is not None and len(header_key) > 255:
-        raise ApiError("invalid_idempotency_key", "Idempotency-Key is at most 255 characters.")
+    if header_key is not None:
+        header_key = header_key.strip()
+        if not header_key or len(header_key) > 255 or not header_key.isprintable():
+            raise ApiError(
+                "invalid_idempotency_key",
+                "Idempotency-Key is 1 to 255 printable characters.",
+            )
     if header_key and body_key and header_key != body_key:
         raise ApiError(
             "idempotency_key_mismatch",

@@ -97,3 +97,14 @@ def test_recipient_fields_the_columns_cannot_hold_are_refused(api, body, field):
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"]
     assert not Recipient.objects.filter(external_id="odd").exists()
+
+
+@pytest.mark.parametrize("key", ["   ", "a\tb", "k" * 256])
+def test_an_idempotency_key_header_that_names_nothing_is_refused(api, order_shipped, key):
+    body = '{"type": "order-shipped", "recipients": [{"external_id": "42"}]}'
+    response = api.post(
+        "/api/v1/notifications/", body, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_idempotency_key"
+    assert not Notification.objects.exists()
