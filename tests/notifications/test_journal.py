@@ -1,0 +1,58 @@
+"""The send journal: each message's progress in Redis, written without a round trip each."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels.base import AMBIGUOUS, Message, Outcome
+from notifications import journal
+from notifications.journal import SendJournal
+
+
+def messages(*ids: int) -> list[Message]:
+    return [Message(delivery_id=i, to=f"p{i}@example.com", content={}) for i in ids]
+
+
+@pytest.fixture
+def clean_journal():
+    ids = [9001, 9002, 9003]
+    client = SendJournal().client
+    client.delete(*(f"clarion:journal:{i}" for i in ids))
+    yield ids
+    client.delete(*(f"clarion:journal:{i}" for i in ids))
+
+
+def test_each_outcome_and_the_message_after_it_are_noted(clean_journal):
+    first, second, third = clean_journal
+    outcomes = iter([Outcome.ok(first, "m-1"), Outcome.failed(second, AMBIGUOUS, "timeout")])
+    passed = list(SendJournal().track(messages(first, second, third), outcomes))
+
+    assert [o.delivery_id for o in passed] == [first, second]
+    # The third was next in flight when the provider stopped answering: it may have gone.
+    assert journal.progress(clean_journal) == {
+        first: ("sent", "m-1"),
+        second: ("trying", ""),
+        third: ("trying", ""),
+    }
+
+
+def test_a_batch_cut_short_leaves_the_connection_clean_for_the_next(clean_journal):
+    first, second, third = clean_journal
+    outcomes = iter([Outcome.ok(first, "m-1"), Outcome.ok(second, "m-2")])
+    tracked = SendJournal().track(messages(first, second, third), outcomes)
+    next(tracked)
+    tracked.close()  # the provider raised: dispatch stops reading the outcomes
+
+    # Every reply owed was read before the connection went back to the pool: the next
+    # command on it gets its own answer, not one left over from the batch.
+    client = SendJournal().client
+    for _ in range(5):
+        assert client.get(f"clarion:journal:{first}") == b"sent:m-1"
+    assert journal.progress([second])[second][0] == "trying"
+
+
+def test_without_redis_the_batch_is_sent_and_noted_nowhere(settings, clean_journal):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    outcomes = iter([Outcome.ok(i, f"m-{i}") for i in clean_journal])
+    passed = list(SendJournal().track(messages(*clean_journal), outcomes))
+    assert [o.sent for o in passed] == [True, True, True]
