@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import translation
 from django.utils.translation import gettext
 
@@ -11,20 +13,38 @@ from notifications.models import NotificationType, Recipient
 
 from .tokens import PREFERENCES, UNSUBSCRIBE, make_token
 
+PLACEHOLDER = "clarion-token"
+
 
 def _absolute(path: str) -> str:
     return f"{settings.PUBLIC_BASE_URL}{path}"
 
 
+def _token_url(name: str, token: str) -> str:
+    """``reverse(name, args=[token])``, put together from the route around a placeholder.
+
+    Reversing two links per message was a fifth of building it. Tokens are URL-safe base64
+    and colons, which ``reverse`` leaves as they are (a test holds the two equal).
+    """
+    before, after = _around_token(name, get_urlconf(), get_script_prefix())
+    return f"{before}{token}{after}"
+
+
+@functools.lru_cache(maxsize=16)
+def _around_token(name: str, urlconf, script_prefix: str) -> tuple[str, str]:
+    before, _, after = reverse(name, urlconf=urlconf, args=[PLACEHOLDER]).partition(PLACEHOLDER)
+    return before, after
+
+
 def preferences_url(recipient: Recipient) -> str:
     token = make_token(recipient, PREFERENCES)
-    return _absolute(reverse("preferences:center", args=[token]))
+    return _absolute(_token_url("preferences:center", token))
 
 
 def unsubscribe_url(recipient: Recipient, ntype: NotificationType) -> str:
     # The id, not the instance: no query per message.
     token = make_token(recipient, UNSUBSCRIBE, ntype.category_id)
-    return _absolute(reverse("preferences:unsubscribe", args=[token]))
+    return _absolute(_token_url("preferences:unsubscribe", token))
 
 
 def links_for(recipient: Recipient, ntype: NotificationType) -> dict[str, str]:

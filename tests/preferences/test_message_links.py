@@ -105,3 +105,16 @@ def test_a_marketing_sms_reaches_twilio_with_the_opt_out_wording(
     send(code, [ada], {"deal": "T-2"})
     bodies = [m["Body"] for m in twilio.messages()]
     assert bodies == ["Deal T-1 Reply STOP to opt out.", "Deal T-2"]
+
+
+def test_links_are_the_urls_reverse_would_give(ada, marketing, settings):
+    from django.urls import reverse
+
+    from preferences.links import links_for
+
+    links = links_for(ada, marketing)
+    for name, url in (("center", "preferences_url"), ("unsubscribe", "unsubscribe_url")):
+        token = links[url].rstrip("/").rsplit("/", 1)[1]
+        expected = settings.PUBLIC_BASE_URL + reverse(f"preferences:{name}", args=[token])
+        assert links[url] == expected
+    assert read_token(links["unsubscribe_url"].rstrip("/").rsplit("/", 1)[1], UNSUBSCRIBE)
