@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 
 from notifications import clock
 from notifications.models import Channel, Delivery, Recipient
-from preferences.addresses import normalize
+from preferences.addresses import address_error, normalize
 from preferences.models import ConsentLog, Suppression
 from preferences.services import Actor, unsubscribe_all_marketing
 from preferences.suppressions import suppression_add, suppression_remove
@@ -43,7 +43,11 @@ SMS_UNREACHABLE_FOR_GOOD = frozenset({"30005", "30006"})
 
 
 def first_time(provider: str, message_id: str, event: str, detail: dict | None = None) -> bool:
-    """Record a report; False when the same one was seen before (a replay or a retry)."""
+    """Record a report; False when the same one was seen before (a replay or a retry).
+
+    Called inside the transaction that applies the report: if applying it fails, the record
+    goes too, and the provider's retry is applied instead of skipped as a duplicate.
+    """
     try:
         with transaction.atomic():
             ProviderEvent.objects.create(
@@ -74,6 +78,7 @@ def delivery_advance(
 # --- Email, through anymail's tracking webhooks -------------------------------------------
 
 
+@transaction.atomic
 def email_event(event, esp_name: str) -> None:
     """Apply one normalized anymail tracking event (connected to anymail's signal)."""
     message_id = event.message_id or ""
@@ -114,7 +119,9 @@ def on_anymail_tracking(sender, event, esp_name, **kwargs) -> None:
 
 def _suppress(address: str, delivery, reason: str, scope: str, esp_name: str) -> None:
     recipient = delivery.recipient if delivery else None
-    address = address or (recipient.email if recipient else "")
+    if not isinstance(address, str) or address_error(Channel.EMAIL, address):
+        # Missing or not an address (a list, a NUL, 400 characters): the one we sent to.
+        address = recipient.email if recipient else ""
     if not address:
         return
     suppression_add(
@@ -137,6 +144,12 @@ def _unsubscribe_marketing(delivery, esp_name: str) -> None:
 
 # --- SMS, through Twilio's status callbacks and inbound messages --------------------------
 
+
+def _phone(value: str | None) -> str:
+    """The E.164 number a report names, or "" when it names none."""
+    return value if value and not address_error(Channel.SMS, value) else ""
+
+
 TWILIO_STATUSES = {
     "delivered": Delivery.Status.DELIVERED,
     "undelivered": Delivery.Status.BOUNCED,
@@ -144,6 +157,7 @@ TWILIO_STATUSES = {
 }
 
 
+@transaction.atomic
 def sms_status(params: dict[str, str]) -> None:
     """Apply one Twilio status callback (MessageSid, MessageStatus, ErrorCode?)."""
     sid, twilio_status = params["MessageSid"], params["MessageStatus"]
@@ -156,13 +170,14 @@ def sms_status(params: dict[str, str]) -> None:
     if code in SMS_UNREACHABLE_FOR_GOOD and delivery is not None:
         suppression_add(
             channel=Channel.SMS,
-            address=params.get("To") or delivery.recipient.phone,
+            address=_phone(params.get("To")) or delivery.recipient.phone,
             reason=Suppression.Reason.HARD_BOUNCE,
             actor=Actor(source=ConsentLog.Source.PROVIDER, name="twilio"),
             recipient=delivery.recipient,
         )
 
 
+@transaction.atomic
 def sms_keyword(*, sender: str, body: str, message_sid: str) -> str:
     """Act on STOP / START / HELP from a phone; returns the reply to send ("" for none)."""
     word = body.strip().upper()
@@ -171,6 +186,8 @@ def sms_keyword(*, sender: str, body: str, message_sid: str) -> str:
     if word in HELP_WORDS:
         return settings.SMS_HELP_REPLY
     if not first_time("twilio", message_sid, "inbound"):
+        return ""
+    if not _phone(sender):  # a short code or an alphanumeric sender: no number to suppress
         return ""
     recipient = Recipient.objects.filter(phone=normalize(Channel.SMS, sender)).first()
     if word in STOP_WORDS:

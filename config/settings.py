@@ -304,6 +304,12 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Clarion <notifications@example.c
 # anymail's tracking webhooks (/webhooks/anymail/<esp>/tracking/) refuse any request without
 # this HTTP basic auth "user:password"; configure the same in the ESP's webhook URL.
 ANYMAIL = {"WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET")} if env("ANYMAIL_WEBHOOK_SECRET") else {}
+# The ESP whose tracking webhook is answered: the one EMAIL_BACKEND sends through (e.g.
+# "postmark" for anymail.backends.postmark.EmailBackend), unless given.
+EMAIL_TRACKING_ESP = env(
+    "EMAIL_TRACKING_ESP",
+    EMAIL_BACKEND.split(".")[2] if EMAIL_BACKEND.startswith("anymail.backends.") else "",
+)
 # Mailbox that receives mailto: unsubscribes (optional List-Unsubscribe mailto: target).
 UNSUBSCRIBE_MAILTO = env("UNSUBSCRIBE_MAILTO")
 # CAN-SPAM: a physical postal address in every marketing email.

@@ -31,6 +31,7 @@ TWILIO_INBOUND = "/webhooks/twilio/inbound/"
 @pytest.fixture(autouse=True)
 def provider_settings(settings):
     settings.ANYMAIL = {"WEBHOOK_SECRET": "hook:s3cret"}
+    settings.EMAIL_TRACKING_ESP = "postmark"
     settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
     settings.PUBLIC_BASE_URL = BASE
 
@@ -274,3 +275,63 @@ def test_a_replayed_stop_is_recorded_once():
 
     assert Suppression.objects.count() == 1
     assert ConsentLog.objects.filter(action="suppress").count() == 1
+
+
+# --- what a webhook may not do -------------------------------------------------------------
+
+
+def test_without_a_secret_email_tracking_is_refused_and_changes_nothing(settings):
+    settings.ANYMAIL = {}  # anymail alone would only warn, and take the forged bounce
+    victim = sent_delivery("email", "pm-f", email="victim@example.com")
+    response = Client().post(
+        POSTMARK,
+        data=json.dumps(bounced("pm-f", victim.recipient.email)),
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+    victim.refresh_from_db()
+    assert victim.status == "sent" and not suppressed("email", victim.recipient)
+
+
+@pytest.mark.parametrize("esp", ["mailgun", "amazon_ses", "sendgrid", "no-such-esp"])
+def test_only_the_esp_in_use_has_a_tracking_webhook(esp):
+    response = Client().post(
+        f"/webhooks/anymail/{esp}/tracking/", data="{}", content_type="application/json"
+    )
+    assert response.status_code == 404
+
+
+def test_a_report_that_fails_midway_is_applied_when_the_provider_retries(monkeypatch):
+    from channels import feedback
+
+    delivery = sent_delivery("email", "pm-r", email="gone@example.com")
+    real = feedback.suppression_add
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return real(**kwargs)
+
+    monkeypatch.setattr(feedback, "suppression_add", flaky)
+    with pytest.raises(RuntimeError):
+        postmark(bounced("pm-r", "gone@example.com"))
+    delivery.refresh_from_db()
+    assert delivery.status == "sent"  # nothing of the failed attempt stayed
+
+    assert postmark(bounced("pm-r", "gone@example.com")).status_code == 200
+    delivery.refresh_from_db()
+    assert delivery.status == "bounced" and suppressed("email", delivery.recipient)
+
+
+@pytest.mark.parametrize("reported", [["x@y.com"], "gone\x00@example.com", "a" * 400 + "@x.com"])
+def test_a_bounce_naming_no_real_address_suppresses_the_one_we_sent_to(reported):
+    delivery = sent_delivery("email", "pm-b", email="gone@example.com")
+    assert postmark(bounced("pm-b", reported)).status_code == 200
+    assert suppressed("email", delivery.recipient)
+
+
+def test_a_twilio_report_with_no_real_message_id_is_refused():
+    response = twilio(TWILIO_STATUS, {"MessageSid": "SM" + "1" * 300, "MessageStatus": "delivered"})
+    assert response.status_code == 400
