@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import time
 from typing import Any
@@ -43,9 +44,18 @@ class Actor:
         return cls(
             source=source,
             name=name[:255],
-            ip=request.META.get("REMOTE_ADDR") or None,
-            user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
+            ip=_ip(request.META.get("REMOTE_ADDR")),
+            # Whatever a client sends: no NUL (PostgreSQL refuses it), no more than the column.
+            user_agent=request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")[:512],
         )
+
+
+def _ip(value: str | None) -> str | None:
+    """The client's IP address as the consent log stores it; None when it is not one."""
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None
 
 
 def consent_log(

@@ -61,6 +61,8 @@ def read_token(token: str, scope: str) -> Grant:
     if recipient is None:
         raise BadToken("invalid")
     category = None
-    if scope == UNSUBSCRIBE:
-        category = Category.objects.filter(pk=payload.get("c")).first() if "c" in payload else None
+    if scope == UNSUBSCRIBE and "c" in payload:
+        category = Category.objects.filter(pk=payload["c"]).first()
+        if category is None:  # gone since: never read it as "all marketing"
+            raise BadToken("invalid")
     return Grant(recipient=recipient, scope=scope, category=category)

@@ -172,3 +172,26 @@ def test_an_opt_in_type_starts_off_on_the_page_and_turning_it_on_opts_in(ada, ma
     Client().post(url, {"frequency-promotions": "instant", "channel-promotions-email": "on"})
     second = send(marketing, [ada], {"deal": "2"})
     assert Delivery.objects.get(notification=second).status == "sent"
+
+
+def test_an_unsubscribe_from_a_client_with_odd_headers_is_logged_without_them(ada, marketing):
+    token = make_token(ada, UNSUBSCRIBE, marketing.category)
+    client = Client(HTTP_USER_AGENT="Mail\x00Client", REMOTE_ADDR="not-an-ip")
+    response = client.post(f"/unsubscribe/{token}/", {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    log = ConsentLog.objects.get()
+    assert (log.user_agent, log.ip_address) == ("MailClient", None)
+    assert preferences_snapshot(ada)["categories"]["promotions"]["frequency"] == "off"
+
+
+def test_a_token_for_a_category_deleted_since_unsubscribes_from_nothing(ada, marketing):
+    from notifications.models import Category
+
+    gone = Category.objects.create(key="gone", name="Gone")
+    token = make_token(ada, UNSUBSCRIBE, gone)
+    gone.delete()
+    with pytest.raises(BadToken):
+        read_token(token, UNSUBSCRIBE)
+    response = Client().post(f"/unsubscribe/{token}/", {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 400
+    assert preferences_snapshot(ada)["marketing"] is True and not ConsentLog.objects.exists()
