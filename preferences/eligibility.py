@@ -248,16 +248,26 @@ def local_day_start(recipient: Recipient, now: datetime) -> datetime:
     return datetime.combine(local.date(), time(0), tzinfo=local.tzinfo)
 
 
-# Deliveries that count against the daily marketing cap (sent, or on their way).
-_COUNTED = [
-    Delivery.Status.PENDING,
-    Delivery.Status.DEFERRED,
-    Delivery.Status.SENDING,
+def _local_day(recipient: Recipient, now: datetime) -> tuple[datetime, datetime]:
+    """The start of the recipient's local day and of the next (23 or 25 hours on a DST day)."""
+    local = now.astimezone(zone_of(recipient))
+    zone = local.tzinfo
+    return (
+        datetime.combine(local.date(), time(0), tzinfo=zone),
+        datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone),
+    )
+
+
+# Deliveries that count against the daily marketing cap: gone out, or on their way (a
+# deferred one on the day it is due).
+_GONE = [
     Delivery.Status.SENT,
     Delivery.Status.DELIVERED,
     Delivery.Status.BOUNCED,
     Delivery.Status.COMPLAINED,
 ]
+_ON_ITS_WAY = [Delivery.Status.PENDING, Delivery.Status.SENDING]
+_WHEN = ["status", "sent_at", "status_changed_at", "next_attempt_at"]
 
 
 class CapLedger:
@@ -286,16 +296,28 @@ class CapLedger:
             self._load()
 
     def _load(self) -> None:
-        earliest = min(local_day_start(self.recipients[rid], self.now) for rid in self.caps)
+        days = {rid: _local_day(self.recipients[rid], self.now) for rid in self.caps}
+        earliest = min(start for start, _ in days.values())
         rows = Delivery.objects.filter(
+            Q(status__in=_GONE, sent_at__gte=earliest)
+            | Q(status__in=_ON_ITS_WAY, status_changed_at__gte=earliest)
+            | Q(status=Delivery.Status.DEFERRED, next_attempt_at__gte=earliest),
             recipient_id__any=self.caps.keys(),
             traffic=Traffic.MARKETING,
-            status__in=_COUNTED,
-            status_changed_at__gte=earliest,
             is_test=False,
-        ).values_list("recipient_id", "notification_id", "status_changed_at")
-        for rid, notification_id, changed_at in rows:
-            if changed_at >= local_day_start(self.recipients[rid], self.now):
+        ).values_list("recipient_id", "notification_id", *_WHEN)
+        for rid, notification_id, status, sent_at, changed_at, due in rows:
+            # The day a message counts for is the day it goes out: a sent one's sending (not a
+            # later delivery report), a deferred one's due time (a broadcast scheduled for
+            # next week counts next week), and today for one on its way now.
+            if status in _GONE:
+                when = sent_at
+            elif status == Delivery.Status.DEFERRED:
+                when = due
+            else:
+                when = changed_at
+            start, end = days[rid]
+            if when is not None and start <= when < end:
                 self.seen[rid].add(notification_id)
 
     def admit(self, notification_id, decision: Decision, traffic: str) -> Decision:

@@ -148,6 +148,7 @@ def arrange(traffic: str, setup: dict):
             traffic=M,
             status="sent",
             status_changed_at=NOW,
+            sent_at=NOW,
         )
     if changes:
         preferences_update(recipient=person, changes=changes, actor=actor)

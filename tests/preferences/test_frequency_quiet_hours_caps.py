@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.test import TestCase
 
-from notifications import clock
+from notifications import clock, services
 from notifications.models import Delivery, Notification, Traffic
 from notifications.recovery import release_due
 from notifications.routing import route_notifications
@@ -116,6 +116,36 @@ def test_the_daily_cap_counts_across_types_and_skips_with_the_reason(parisian, p
     assert statuses(third) == [("skipped", "capped")]
     set_now(paris(4, 0, 5))  # a new local day
     assert statuses(send(deals, [parisian], {"deal": 4})) == [("sent", "")]
+
+
+def test_a_message_counts_on_the_day_it_goes_out_not_when_its_report_comes(parisian, promotions):
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    choose(parisian, daily_marketing_cap=1)
+    set_now(paris(3, 22, 0))
+    yesterday = send(news, [parisian], {"deal": 1})
+    set_now(paris(4, 9, 0))
+    # The "delivered" report of yesterday's message arrives this morning.
+    Delivery.objects.filter(notification=yesterday).update(
+        status="delivered", status_changed_at=clock.now()
+    )
+    assert statuses(send(news, [parisian], {"deal": 2})) == [("sent", "")]
+
+
+def test_a_message_scheduled_for_another_day_counts_on_that_day(parisian, promotions):
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    choose(parisian, daily_marketing_cap=1)
+    set_now(paris(3, 9, 0))
+    event = services.EventRequest(
+        type_key=news.key,
+        recipients=[parisian.external_id],
+        data={"deal": 1},
+        send_at=paris(10, 9, 0),
+    )
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        services.notification_accept(api_key_id="test", event=event)
+    assert statuses(send(news, [parisian], {"deal": 2})) == [("sent", "")]
+    set_now(paris(10, 8, 0))  # that day, the scheduled one is counted
+    assert statuses(send(news, [parisian], {"deal": 3})) == [("skipped", "capped")]
 
 
 def test_the_cap_can_defer_to_the_next_local_day_instead(settings, parisian, promotions):
