@@ -51,7 +51,13 @@ def dispatch(
 
 
 def _circuit_open(provider_name: str, message: Message) -> Outcome:
-    return Outcome.failed(message.delivery_id, TRANSIENT, f"{CIRCUIT_OPEN}: {provider_name}")
+    # Where no backup takes it, it waits for the breaker's next probe (notifications/outcomes.py).
+    return Outcome.failed(
+        message.delivery_id,
+        TRANSIENT,
+        f"{CIRCUIT_OPEN}: {provider_name}",
+        retry_after=breaker.limits(provider_name).open_seconds,
+    )
 
 
 def _send(provider_name: str, messages: list[Message], journal: SendJournal) -> list[Outcome]:

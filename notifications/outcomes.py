@@ -89,10 +89,11 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
 def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
     if outcome.error_kind == PERMANENT:
         return False
-    if outcome.error.startswith(CIRCUIT_OPEN):
-        return False
-    if outcome.error.startswith(RATE_LIMITED):
-        # Never tried: waiting for the provider's send rate spends no attempt.
+    if outcome.error.startswith(CIRCUIT_OPEN) and next_hop(delivery) is not None:
+        return False  # a backup provider or channel takes it at once
+    if outcome.error.startswith((CIRCUIT_OPEN, RATE_LIMITED)):
+        # Never tried: waiting for the breaker's next probe, or for the provider's send rate,
+        # spends no attempt. With no backup, failing it would lose it to an outage.
         delivery.attempts -= 1
         return True
     return delivery.attempts < settings.MAX_ATTEMPTS.get(delivery.channel, 5)

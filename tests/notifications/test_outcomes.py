@@ -8,7 +8,12 @@ from django.test import TestCase
 from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Outcome
 from notifications import clock, outcomes
 from notifications.models import Delivery
-from tests.factories import NotificationFactory, NotificationTypeFactory, RecipientFactory
+from tests.factories import (
+    NotificationFactory,
+    NotificationTypeFactory,
+    RecipientFactory,
+    notification_type_with_templates,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -116,6 +121,54 @@ def test_an_open_circuit_falls_back_at_once():
 
     assert delivery.status == "failed"
     assert hops(delivery) == [("email", "email-backup", "pending")]
+
+
+def test_an_open_circuit_with_no_backup_waits_for_the_next_probe_and_spends_no_attempt():
+    delivery = sending(channel="email", attempts=2)
+    delivery.provider = "email-backup"  # the last hop of its chain: nothing after it
+    delivery.save()
+
+    answer(
+        delivery,
+        Outcome.failed(delivery.id, TRANSIENT, "circuit open: email-backup", retry_after=30),
+    )
+
+    assert (delivery.status, delivery.attempts) == ("deferred", 1)
+    assert 29 <= (delivery.next_attempt_at - clock.now()).total_seconds() <= 30
+    assert hops(delivery) == []
+
+
+def test_a_half_open_breakers_batch_mates_wait_for_it_rather_than_fail(settings):
+    from channels import breaker
+    from notifications.journal import SendJournal
+    from notifications.sending import claim, send_claimed
+
+    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "in_app": ["in_app"]}
+    ntype = notification_type_with_templates(key="alert", channels=("in_app",))
+    notification = NotificationFactory(type=ntype, data={"order_id": "A-1"})
+    rows = [
+        Delivery.objects.create(
+            notification=notification,
+            recipient=RecipientFactory(),
+            channel="in_app",
+            provider="in_app",
+            traffic="transactional",
+            status=Delivery.Status.PENDING,
+        )
+        for _ in range(3)
+    ]
+    breaker.reset("in_app")
+    opened = clock.now().timestamp() - breaker.limits("in_app").open_seconds - 1
+    breaker.cache.set(breaker._key("in_app", "opened_at"), opened, timeout=None)
+    try:
+        with TestCase.captureOnCommitCallbacks(execute=False):
+            send_claimed(claim([d.id for d in rows]), SendJournal())
+    finally:
+        breaker.reset("in_app")
+    statuses = sorted(
+        Delivery.objects.filter(notification=notification).values_list("status", flat=True)
+    )
+    assert statuses == ["deferred", "deferred", "sent"]
 
 
 def test_a_rate_limit_wait_spends_no_attempt():
