@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from channels import breaker, ratelimit
-from channels.base import AMBIGUOUS, TRANSIENT, Message, Outcome, send_stream
+from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Message, Outcome, send_stream
 from channels.registry import get_provider
 
 from .journal import SendJournal
@@ -64,7 +64,15 @@ def _send(provider_name: str, messages: list[Message], journal: SendJournal) -> 
     if not messages:
         return []
     outcomes: list[Outcome] = []
-    provider = get_provider(provider_name)
+    try:
+        provider = get_provider(provider_name)
+    except Exception as exc:  # noqa: BLE001 - a provider retired from PROVIDERS, a bad backend
+        log.exception("provider %s cannot be loaded", provider_name)
+        # Nothing was sent: each message goes to its next hop (or fails, with none).
+        return [
+            Outcome.failed(m.delivery_id, PERMANENT, f"provider {provider_name}: {exc!r}")
+            for m in messages
+        ]
     try:
         outcomes.extend(journal.track(messages, send_stream(provider, messages)))
     except Exception as exc:  # noqa: BLE001 - the provider may have taken some of them

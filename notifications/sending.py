@@ -88,6 +88,12 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
         except (NoTemplate, BadPayload, jinja2.TemplateError) as exc:
             results.append(Outcome.failed(delivery.id, PERMANENT, f"render: {exc}"))
             continue
+        except Exception as exc:  # noqa: BLE001 - one message must not take its batch down
+            # Unforeseen (data nested past the recursion limit, say): left to raise, it would
+            # leave the whole batch in sending, claimed again and again by the sweeper.
+            log.exception("delivery %s could not be built", delivery.id)
+            results.append(Outcome.failed(delivery.id, PERMANENT, f"build: {exc!r}"))
+            continue
         delivery.template_version = version
         delivery.summary = summary_of(message.content)
         by_provider[delivery.provider].append(message)

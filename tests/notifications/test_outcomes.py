@@ -207,3 +207,52 @@ def test_a_chain_ends_instead_of_looping():
         ("email", "email", "failed"),
         ("email", "email-backup", "failed"),
     ]
+
+
+def _in_app_batch(count: int) -> list[Delivery]:
+    ntype = notification_type_with_templates(key="notice", channels=("in_app",))
+    notification = NotificationFactory(type=ntype, data={"order_id": "A-1"})
+    return [
+        Delivery.objects.create(
+            notification=notification,
+            recipient=RecipientFactory(),
+            channel="in_app",
+            provider="in_app",
+            traffic="transactional",
+            status=Delivery.Status.PENDING,
+        )
+        for _ in range(count)
+    ]
+
+
+def test_a_message_that_cannot_be_built_fails_alone_and_its_batch_is_sent(monkeypatch):
+    from notifications import messages
+    from notifications.sending import send_deliveries
+
+    first, poison, last = _in_app_batch(3)
+    build = messages.MessageBuilder.build
+
+    def build_or_overflow(self, delivery):
+        if delivery.id == poison.id:
+            raise RecursionError("maximum recursion depth exceeded")
+        return build(self, delivery)
+
+    monkeypatch.setattr(messages.MessageBuilder, "build", build_or_overflow)
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        send_deliveries([first.id, poison.id, last.id])
+
+    statuses = dict(Delivery.objects.values_list("id", "status"))
+    assert [statuses[d.id] for d in (first, poison, last)] == ["sent", "failed", "sent"]
+    assert "RecursionError" in Delivery.objects.get(id=poison.id).error_message
+
+
+def test_a_provider_no_longer_configured_fails_its_messages_not_the_batch():
+    from notifications.sending import send_deliveries
+
+    kept, orphan = _in_app_batch(2)
+    Delivery.objects.filter(id=orphan.id).update(provider="retired-inbox")
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        send_deliveries([kept.id, orphan.id])
+
+    statuses = dict(Delivery.objects.values_list("id", "status"))
+    assert (statuses[kept.id], statuses[orphan.id]) == ("sent", "failed")
