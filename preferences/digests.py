@@ -45,7 +45,11 @@ LIST_TEXT = (
 SUMMARIES = "{{ data.entries | map(attribute='summary') | join('; ') }}"
 
 
-def _templates(updates: str, preferences: str, unsubscribe: str) -> dict[str, dict[str, str]]:
+def _templates(
+    words: tuple[str, str], preferences: str, unsubscribe: str
+) -> dict[str, dict[str, str]]:
+    one, many = words
+    updates = f"{{% if data.count == 1 %}}{one}{{% else %}}{many}{{% endif %}}"
     return {
         "email": {
             "subject": f"{{{{ data.count }}}} {updates}: {{{{ data.category_name }}}}",
@@ -65,8 +69,8 @@ def _templates(updates: str, preferences: str, unsubscribe: str) -> dict[str, di
 
 # Each category's digest type starts with these; staff may edit them like any template.
 DEFAULT_TEMPLATES = {
-    "en": _templates("updates", "Manage your preferences", "Unsubscribe"),
-    "fr": _templates("nouveautés", "Gérer vos préférences", "Se désabonner"),
+    "en": _templates(("update", "updates"), "Manage your preferences", "Unsubscribe"),
+    "fr": _templates(("nouveauté", "nouveautés"), "Gérer vos préférences", "Se désabonner"),
 }
 
 
@@ -116,35 +120,48 @@ def send_digests(limit: int = DIGEST_BATCH) -> int:
     """Fold due digest items into digest deliveries and queue them; returns digests made."""
     now = clock.now()
     with transaction.atomic():
-        items = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("recipient", "notification__type__category")
-            .filter(status=Delivery.Status.DIGESTED, digest__isnull=True)
-            .order_by("id")[:limit]
-        )
-        frequencies = _frequencies(items)
-        defaults = dict(
-            TypeDefault.objects.filter(
-                notification_type__in={i.notification.type_id for i in items}
-            ).values_list("notification_type_id", "frequency")
-        )
         groups: dict[tuple, list[Delivery]] = defaultdict(list)
-        for item in items:
-            category = item.notification.type.category
-            frequency = frequencies.get(
-                (item.recipient_id, category.id),
-                defaults.get(item.notification.type_id, Frequency.DAILY),
+        due, after = 0, 0
+        # Page past the items not yet due (a weekly backlog before its weekday), so they
+        # never keep the due ones of a daily digest out of the run.
+        while due < limit:
+            page = list(
+                Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("recipient", "notification__type__category")
+                .filter(status=Delivery.Status.DIGESTED, digest__isnull=True, id__gt=after)
+                .order_by("id")[:limit]
             )
-            if frequency not in (Frequency.DAILY, Frequency.WEEKLY):
-                frequency = Frequency.DAILY  # switched back since: this morning's digest
-            moment = last_moment(item.recipient, frequency, now)
-            if item.status_changed_at and item.status_changed_at < moment:
-                key = (item.recipient_id, category.id, item.channel, moment, frequency)
+            if not page:
+                break
+            after = page[-1].id
+            for key, item in _due(page, now):
                 groups[key].append(item)
+                due += 1
         made = [_fold(group, moment, period, now) for (*_, moment, period), group in groups.items()]
         made = [d for d in made if d is not None]
         enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in made)
     return len(made)
+
+
+def _due(items: list[Delivery], now: datetime):
+    """(digest key, item) for each item whose digest moment has come."""
+    frequencies = _frequencies(items)
+    defaults = dict(
+        TypeDefault.objects.filter(
+            notification_type__in={i.notification.type_id for i in items}
+        ).values_list("notification_type_id", "frequency")
+    )
+    for item in items:
+        category = item.notification.type.category
+        frequency = frequencies.get(
+            (item.recipient_id, category.id),
+            defaults.get(item.notification.type_id, Frequency.DAILY),
+        )
+        if frequency not in (Frequency.DAILY, Frequency.WEEKLY):
+            frequency = Frequency.DAILY  # switched back since: this morning's digest
+        moment = last_moment(item.recipient, frequency, now)
+        if item.status_changed_at and item.status_changed_at < moment:
+            yield (item.recipient_id, category.id, item.channel, moment, frequency), item
 
 
 def _frequencies(items: list[Delivery]) -> dict[tuple[int, int], str]:
@@ -186,7 +203,11 @@ def _fold(items: list[Delivery], moment: datetime, period: str, now: datetime):
     entries = [{"type": i.notification.type.key, "summary": _summary(builder, i)} for i in items]
     notification, _ = Notification.objects.get_or_create(
         api_key_id=DIGEST_API_KEY_ID,
-        idempotency_key=f"digest:{recipient.id}:{category.id}:{channel}:{moment.isoformat()}",
+        # One digest per fold: items of the same moment folded by a later run (past the run's
+        # limit, or late) get a digest of their own, never one already sent.
+        idempotency_key=(
+            f"digest:{recipient.id}:{category.id}:{channel}:{moment.isoformat()}:{first.id}"
+        ),
         defaults={
             "type": ntype,
             "data": {

@@ -227,6 +227,38 @@ def test_an_item_arriving_after_the_morning_waits_for_the_next_one(
     assert digests() == 1
 
 
+def test_items_of_one_morning_folded_in_two_runs_make_two_digests_none_lost(
+    smtp_server, parisian, promotions
+):
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(5, 10, 0))
+    send(news, [parisian], {"deal": "A"})
+    send(news, [parisian], {"deal": "B"})
+    set_now(paris(6, 8, 5))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert send_digests(limit=1) == 1
+        assert send_digests(limit=1) == 1
+    subjects = sorted(m["Subject"] for m in smtp_server.inbox.wait_for(2))
+    assert subjects == ["1 update: Promotions", "1 update: Promotions"]
+    assert not Delivery.objects.filter(status="digested", digest__isnull=True).exists()
+
+
+def test_weekly_items_not_yet_due_never_hold_back_a_daily_digest(parisian, promotions):
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    bob = RecipientFactory(external_id="bob", timezone="Europe/Paris")
+    choose(bob, categories={"promotions": {"frequency": "weekly"}})
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(8, 10, 0))  # a Tuesday: bob's weekly digest is six days away
+    send(news, [bob], {"deal": "W"})  # the lower id
+    send(news, [parisian], {"deal": "D"})
+    set_now(paris(9, 8, 5))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert send_digests(limit=1) == 1
+    waiting = Delivery.objects.filter(status="digested", digest__isnull=True)
+    assert [d.recipient.external_id for d in waiting] == ["bob"]
+
+
 def test_a_digest_item_opted_out_before_the_morning_is_skipped(parisian, marketing):
     choose(parisian, categories={"promotions": {"frequency": "daily"}})
     set_now(paris(9, 12, 0))
