@@ -62,12 +62,30 @@ def audience_check(audience: Any) -> dict[str, Any]:
 
 def audience_queryset(audience: dict[str, Any]) -> QuerySet:
     """Recipients an audience names; attributes must all match, every tag must be there."""
+    if connection.vendor != "postgresql" and (audience.get("attributes") or audience.get("tags")):
+        # Trial mode's SQLite has no JSON containment: the few recipients are matched here.
+        rows = Recipient.objects.values_list("pk", "attributes", "tags")
+        return Recipient.objects.filter(
+            pk__in=[pk for pk, *row in rows if _matches(audience, *row)]
+        )
     query = Q()
     if audience.get("attributes"):
         query &= Q(attributes__contains=audience["attributes"])
     if audience.get("tags"):
         query &= Q(tags__contains=audience["tags"])
     return Recipient.objects.filter(query)
+
+
+def _matches(audience: dict[str, Any], attributes: Any, tags: Any) -> bool:
+    """What PostgreSQL's ``@>`` answers for a recipient's attributes and tags."""
+    attributes = attributes if isinstance(attributes, dict) else {}
+    tags = tags if isinstance(tags, list) else []
+    for name, wanted in audience.get("attributes", {}).items():
+        value = attributes.get(name)
+        # JSON has no 1 == true: a bool matches a bool only (1 == 1.0 as in JSON).
+        if isinstance(value, bool) != isinstance(wanted, bool) or value != wanted:
+            return False
+    return set(audience.get("tags", [])) <= {t for t in tags if isinstance(t, str)}
 
 
 def broadcast_accept(

@@ -168,6 +168,33 @@ def test_make_run_in_trial_mode_delivers_a_posted_email_within_ten_seconds(stack
     for n in range(10):
         stack.wait_for(rf"Subject: Your order B-{n} has shipped", timeout=30)
     assert "database is locked" not in stack.output
+
+    # The README's broadcast, filtered by attributes and tags, on SQLite too.
+    for external_id, tags in (("p1", ["news"]), ("p2", [])):
+        answer = requests.put(
+            f"{stack.url}/api/v1/recipients/{external_id}/",
+            headers={"Authorization": f"Api-Key {key}"},
+            json={
+                "email": f"{external_id}@example.com",
+                "attributes": {"plan": "pro"},
+                "tags": tags,
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 201, answer.text
+    answer = requests.post(
+        f"{stack.url}/api/v1/broadcasts/",
+        headers={"Authorization": f"Api-Key {key}"},
+        json={
+            "type": "weekly-deals",
+            "audience": {"attributes": {"plan": "pro"}, "tags": ["news"]},
+            "data": {"headline": "Trial sale", "discount": 30, "url": "https://shop.example.com"},
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    stack.wait_for(r"Subject: Trial sale: up to 30% off", timeout=30)
+    assert "To: p1@example.com" in stack.output and "To: p2@example.com" not in stack.output
     assert "Traceback" not in stack.output
 
     stack.stop()

@@ -12,7 +12,7 @@ from notifications.models import Delivery, Notification, Recipient
 from preferences.models import Suppression
 from preferences.services import Actor, unsubscribe_all_marketing
 from preferences.suppressions import suppression_add
-from tests.factories import notification_type_with_templates
+from tests.factories import RecipientFactory, notification_type_with_templates
 
 pytestmark = pytest.mark.django_db
 
@@ -240,3 +240,32 @@ def test_the_api_refuses_an_overlong_or_conflicting_idempotency_key(api, deals):
     assert clash.json()["error"]["code"] == "idempotency_key_mismatch"
     assert (long.status_code, clash.status_code) == (400, 400)
     assert not Delivery.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [
+        {"attributes": {"plan": "pro"}},
+        {"attributes": {"seats": 1}},
+        {"attributes": {"seats": 1.0}},
+        {"attributes": {"beta": True}},
+        {"attributes": {"plan": "pro", "beta": True}},
+        {"tags": ["news"]},
+        {"tags": ["news", "vip"]},
+        {"attributes": {"plan": "pro"}, "tags": ["vip"]},
+    ],
+)
+def test_trial_modes_audience_matching_answers_as_postgresql_does(audience):
+    from notifications.broadcasts import _matches, audience_queryset
+
+    people = [
+        ({"plan": "pro", "seats": 1, "beta": True}, ["news", "vip"]),
+        ({"plan": "pro", "seats": 1.0}, ["news"]),
+        ({"plan": "free", "seats": True, "beta": 1}, ["vip"]),
+        ({"plan": "pro", "beta": False}, []),
+        ({}, ["news", "vip", "other"]),
+    ]
+    rows = [RecipientFactory(attributes=a, tags=t) for a, t in people]
+    by_postgresql = set(audience_queryset(audience).values_list("pk", flat=True))
+    by_python = {r.pk for r in rows if _matches(audience, r.attributes, r.tags)}
+    assert by_python == by_postgresql
