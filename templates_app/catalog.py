@@ -24,6 +24,7 @@ from notifications.models import (
     fallbacks_problems,
 )
 
+from .compiling import CONTENT_SLOT
 from .models import Layout, Template, UtmParameters
 from .services import template_version_save
 from .validation import TemplateInvalid, syntax_problems
@@ -212,18 +213,27 @@ def validate(document: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     unknown = set(document) - {"categories", "layouts", "types"}
     if unknown:
-        problems.append(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+        problems.append(f"unknown top-level keys: {_names(unknown)}")
     categories = {c.key for c in Category.objects.all()}
     for i, item in enumerate(_list(document, "categories", problems)):
         if _has_key(item, f"categories[{i}]", problems):
             categories.add(item["key"])
+            problems.extend(_text_problems(item, f"categories[{i}]", name=200, description=None))
     layouts = set(Layout.objects.values_list("key", flat=True))
     for i, item in enumerate(_list(document, "layouts", problems)):
         where = f"layouts[{i}]"
         if _has_key(item, where, problems):
             layouts.add(item["key"])
-            if not isinstance(item.get("html"), str) or "content" not in item["html"]:
+            problems.extend(_text_problems(item, where, name=200, text=None))
+            html = item.get("html")
+            if not isinstance(html, str) or not CONTENT_SLOT.search(html):
                 problems.append(f"{where}.html: required, and must place {{{{ content }}}}")
+            else:
+                # Checked as it will be compiled: with the content spliced in its slot.
+                spliced = {"html": CONTENT_SLOT.sub("", html)}
+                if isinstance(item.get("text"), str):
+                    spliced["text"] = CONTENT_SLOT.sub("", item["text"])
+                problems.extend(f"{where}.{p}" for p in syntax_problems(spliced))
     seen: set[str] = set()
     for i, item in enumerate(_list(document, "types", problems)):
         where = f"types[{i}]"
@@ -234,6 +244,24 @@ def validate(document: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: key appears twice")
         seen.add(item["key"])
         problems.extend(_type_problems(item, where, categories, layouts))
+    return problems
+
+
+def _names(keys) -> str:
+    return ", ".join(sorted(map(str, keys)))
+
+
+def _text_problems(item: dict, where: str, **fields: int | None) -> list[str]:
+    """Optional text fields: text if given (not null, not a list), within their length."""
+    problems = []
+    for name, limit in fields.items():
+        if name not in item:
+            continue
+        value = item[name]
+        if not isinstance(value, str):
+            problems.append(f"{where}.{name}: must be text")
+        elif limit is not None and len(value) > limit:
+            problems.append(f"{where}.{name}: at most {limit} characters")
     return problems
 
 
@@ -256,9 +284,14 @@ def _type_problems(item: dict, where: str, categories: set, layouts: set) -> lis
     problems = []
     unknown = set(item) - TYPE_FIELDS
     if unknown:
-        problems.append(f"{where}: unknown fields: {', '.join(sorted(unknown))}")
-    if item.get("category") not in categories:
+        problems.append(f"{where}: unknown fields: {_names(unknown)}")
+    problems.extend(_text_problems(item, where, name=200, description=None))
+    if not isinstance(item.get("category"), str) or item["category"] not in categories:
         problems.append(f"{where}.category: unknown category {item.get('category')!r}")
+    if not isinstance(item.get("sample_data", {}), dict):
+        problems.append(f"{where}.sample_data: must be a mapping")
+    if not isinstance(item.get("is_active", True), bool):
+        problems.append(f"{where}.is_active: must be true or false")
     if item.get("traffic") not in Traffic.values:
         problems.append(f"{where}.traffic: must be one of {', '.join(Traffic.values)}")
     channels = item.get("channels")
@@ -273,7 +306,9 @@ def _type_problems(item: dict, where: str, categories: set, layouts: set) -> lis
         for k, v in utm.items()
     ):
         problems.append(f"{where}.utm: must map utm_* names to text")
-    if item.get("layout") and item["layout"] not in layouts:
+    if item.get("layout") and (
+        not isinstance(item["layout"], str) or item["layout"] not in layouts
+    ):
         problems.append(f"{where}.layout: unknown layout {item['layout']!r}")
     problems.extend(
         f"{where}.fallbacks: {p}" for p in fallbacks_problems(item.get("fallbacks") or {})
@@ -297,6 +332,10 @@ def _template_problems(channel: str, by_locale: Any, where: str) -> list[str]:
     problems = []
     for locale, content in by_locale.items():
         here = f"{where}.{locale}"
+        if not isinstance(locale, str) or not 2 <= len(locale) <= 16:
+            # YAML reads a bare no: (Norwegian) as false: quote it, "no".
+            problems.append(f"{here}: a locale is a quoted code of 2-16 characters (en, fr-CA)")
+            continue
         if not isinstance(content, dict):
             problems.append(f"{here}: must be a mapping of parts")
             continue
@@ -305,10 +344,10 @@ def _template_problems(channel: str, by_locale: Any, where: str) -> list[str]:
         if missing:
             problems.append(f"{here}: missing parts: {', '.join(sorted(missing))}")
         if extra:
-            problems.append(f"{here}: unknown parts: {', '.join(sorted(extra))}")
+            problems.append(f"{here}: unknown parts: {_names(extra)}")
         bad = [p for p, v in content.items() if v is not None and not isinstance(v, str)]
         if bad:
-            problems.append(f"{here}: parts must be text: {', '.join(sorted(bad))}")
+            problems.append(f"{here}: parts must be text: {_names(bad)}")
         else:
             parts = {p: v for p, v in content.items() if v is not None}
             problems.extend(f"{here}.{problem}" for problem in syntax_problems(parts))

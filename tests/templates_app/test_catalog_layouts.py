@@ -102,3 +102,44 @@ def test_bad_utm_is_refused(document):
 
     with pytest.raises(CatalogError, match="utm: must map utm_"):
         sync(document)
+
+
+def _types(document, **fields):
+    document["types"][0].update(fields)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda d: d.update({True: 1}), "unknown top-level keys: True"),
+        (lambda d: _types(d, sample_data=[1, 2]), "sample_data: must be a mapping"),
+        (lambda d: _types(d, category=["orders"]), "unknown category ['orders']"),
+        (lambda d: _types(d, layout=["default"]), "unknown layout ['default']"),
+        (lambda d: _types(d, name=None), ".name: must be text"),
+        (lambda d: _types(d, name="x" * 201), ".name: at most 200 characters"),
+        (lambda d: _types(d, is_active="nope"), "is_active: must be true or false"),
+        (lambda d: d["categories"][0].update(description=None), ".description: must be text"),
+        (lambda d: d["layouts"][0].update(text=None), ".text: must be text"),
+        (
+            lambda d: d["layouts"][0].update(html='<div class="content"></div>'),
+            "must place {{ content }}",
+        ),
+        (lambda d: d["layouts"][0].update(html="{{ content }}{% if %}"), "layouts[0].html"),
+        (
+            lambda d: d["types"][0]["templates"]["email"].update({False: {"subject": "x"}}),
+            "a locale is a quoted code",
+        ),
+        (
+            lambda d: d["types"][0]["templates"]["email"].update({"x" * 17: {"subject": "x"}}),
+            "a locale is a quoted code",
+        ),
+    ],
+)
+def test_a_catalog_with_a_mistake_is_refused_with_it_listed_never_a_traceback(
+    document, change, says
+):
+    change(document)
+    with pytest.raises(CatalogError) as caught:
+        sync(document)
+    assert any(says in problem for problem in caught.value.problems), caught.value.problems
+    assert not Template.objects.exists()
