@@ -80,10 +80,26 @@ def recipient_export(*, recipient: Recipient, actor: Actor) -> dict[str, Any]:
                 "status": d.status,
                 "skip_reason": d.skip_reason,
                 "summary": d.summary,
+                "error_message": d.error_message,
                 "created_at": _iso(d.created_at),
                 "sent_at": _iso(d.sent_at),
             }
             for d in deliveries.order_by("id")
+        ],
+        # Events naming them that no delivery came of yet (accepted, not routed).
+        "events_waiting": [
+            {
+                "notification": str(n.id),
+                "type": n.type.key,
+                "data": n.data,
+                "status": n.status,
+                "created_at": _iso(n.created_at),
+            }
+            for n in Notification.objects.filter(_naming(recipient))
+            .exclude(deliveries__recipient=recipient)
+            .select_related("type")
+            .distinct()
+            .order_by("created_at")
         ],
         "feed": [
             {"title": f.title, "body": f.body, "link": f.link, "read_at": _iso(f.read_at)}
@@ -177,20 +193,24 @@ def _erase_deliveries(recipient: Recipient, now) -> None:
     deliveries.update(summary="", error_message="")
 
 
-def _erase_notifications(recipient: Recipient, needles: list[str]) -> None:
+def _naming(recipient: Recipient) -> Q:
+    """Notifications that name the person: delivered to them, or waiting to be routed."""
     named = Q(deliveries__recipient=recipient)
     if connection.features.supports_json_field_contains:
-        named |= Q(recipient_ids__contains=[recipient.external_id])
-    else:  # SQLite (trial mode): events not routed yet are found by reading them.
-        unrouted = Notification.objects.filter(status=Notification.Status.ACCEPTED)
-        named |= Q(
-            id__in=[
-                n.id
-                for n in unrouted.only("id", "recipient_ids")
-                if recipient.external_id in n.recipient_ids
-            ]
-        )
-    notifications = Notification.objects.filter(named).distinct()
+        return named | Q(recipient_ids__contains=[recipient.external_id])
+    # SQLite (trial mode): events not routed yet are found by reading them.
+    unrouted = Notification.objects.filter(status=Notification.Status.ACCEPTED)
+    return named | Q(
+        id__in=[
+            n.id
+            for n in unrouted.only("id", "recipient_ids")
+            if recipient.external_id in n.recipient_ids
+        ]
+    )
+
+
+def _erase_notifications(recipient: Recipient, needles: list[str]) -> None:
+    notifications = Notification.objects.filter(_naming(recipient)).distinct()
     pseudonym = erased_external_id(recipient.external_id)
     changed = []
     for notification in notifications:

@@ -176,3 +176,22 @@ def test_another_recipient_is_untouched_by_an_erase(lived_in, api, marketing):
     bob.refresh_from_db()
     assert bob.email == "bob@example.com" and bob.erased_at is None
     assert Delivery.objects.get(recipient=bob).summary == "Deal B"
+
+
+def test_export_holds_events_naming_them_not_routed_yet(lived_in, api, marketing):
+    from notifications.models import Notification
+
+    waiting = Notification.objects.create(
+        type=marketing, recipient_ids=["ada", "someone"], data={"note": "hello ada"}
+    )
+    body = api.get("/api/v1/recipients/ada/export/").json()
+    assert body["events_waiting"] == [
+        {
+            "notification": str(waiting.id),
+            "type": marketing.key,
+            "data": {"note": "hello ada"},
+            "status": "accepted",
+            "created_at": waiting.created_at.isoformat(),
+        }
+    ]
+    assert all("error_message" in d for d in body["deliveries"])
