@@ -25,6 +25,8 @@ from .eligibility import DIGEST_TYPE_PREFIX, decide, zone_of
 from .models import Frequency, Preference, TypeDefault
 
 DIGEST_BATCH = 2000
+# Pages of items a run looks through for due ones: past that, the next run goes on.
+DIGEST_MAX_PAGES = 10
 DIGEST_API_KEY_ID = "clarion-digests"
 
 FOOTER_HTML = (
@@ -124,7 +126,9 @@ def send_digests(limit: int = DIGEST_BATCH) -> int:
         due, after = 0, 0
         # Page past the items not yet due (a weekly backlog before its weekday), so they
         # never keep the due ones of a daily digest out of the run.
-        while due < limit:
+        for _ in range(DIGEST_MAX_PAGES):
+            if due >= limit:
+                break
             page = list(
                 Delivery.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("recipient", "notification__type__category")

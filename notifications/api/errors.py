@@ -64,7 +64,7 @@ def _passthrough(response) -> dict:
 
 
 def _api(request) -> bool:
-    return request.path.startswith("/api/")
+    return request.path_info.startswith("/api/")
 
 
 def not_found(request, exception=None):

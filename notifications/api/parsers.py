@@ -58,4 +58,10 @@ class StrictJSONParser(JSONParser):
         # An escaped NUL is the only way one gets in: no walk for the bodies without one.
         if "\\u0000" in text and _has_nul(data):
             raise ParseError("JSON parse error - a string contains a NUL character (\\u0000).")
+        # A lone surrogate (\ud800) is no character: no column can store it either.
+        if "\\ud" in text.lower():
+            try:
+                json.dumps(data, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise ParseError("JSON parse error - a string holds a lone surrogate.") from None
         return data

@@ -28,6 +28,10 @@ def post_raw(api, path: str, body: str):
         ('{"type": "order-shipped", "recipients": ["42"], "data": {"x": 1e400}}', "range"),
         ('{"type": "order-shipped", "recipients": ["42"], "data": {"x": -Infinity}}', "number"),
         ("[" * 100_000, "nested too deeply"),
+        (
+            '{"type": "order-shipped", "recipients": ["42"], "data": {"a": "x\\uD800y"}}',
+            "surrogate",
+        ),
     ],
 )
 def test_a_body_the_database_cannot_store_is_malformed_json(api, order_shipped, body, says):
