@@ -10,7 +10,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 
 from . import clock, enqueue, journal
 from .models import Delivery, Notification
@@ -75,10 +74,12 @@ def _sweep_pending(cutoff, now, limit: int) -> int:
 def _sweep_sending(cutoff, now, limit: int) -> int:
     """A delivery stuck in sending lost its worker mid-batch; the journal says how far it got.
 
-    Taken by the provider: recorded as sent, never sent again. Never tried: back to pending
-    as it was. In flight, or unknown (no journal): the provider may have it, so it goes back
-    flagged possible_duplicate, alone in its own task, so a message that kills its worker
-    is cut off from its batch and fails once its attempts are spent.
+    Taken by the provider: recorded as sent, never sent again. Anything else goes back to
+    pending alone, in its own task, keeping the attempt its claim counted: a message that
+    kills its worker, while in flight or while it is rendered, is cut off from its batch and
+    fails once its attempts are spent. In flight, or unknown (no journal), the provider may
+    have it: it is flagged possible_duplicate, and when it fails it never falls back. Never
+    tried: not flagged, and when it fails the next hop takes it.
     """
     with transaction.atomic():
         stuck = list(
@@ -87,37 +88,44 @@ def _sweep_sending(cutoff, now, limit: int) -> int:
             .only("id", "traffic", "channel", "attempts")[:limit]
         )
         known = journal.progress([d.id for d in stuck])
-        sent = {d.id: known[d.id][1] for d in stuck if known.get(d.id, ("",))[0] == journal.SENT}
-        untried = [d for d in stuck if known.get(d.id, ("",))[0] == journal.CLAIMED]
-        in_doubt = [d for d in stuck if d.id not in sent and d not in untried]
-        exhausted = [d for d in in_doubt if d.attempts >= settings.MAX_ATTEMPTS.get(d.channel, 5)]
-        retry = [d for d in in_doubt if d not in exhausted]
-        for delivery_id, message_id in sent.items():
-            Delivery.objects.filter(id=delivery_id).update(
-                status=Delivery.Status.SENT,
-                provider_message_id=message_id[:255],
-                sent_at=now,
-                status_changed_at=now,
-                updated_at=now,
-            )
-        # Claiming counted an attempt the worker never made.
-        Delivery.objects.filter(id__in=[d.id for d in untried]).update(
-            status=Delivery.Status.PENDING, attempts=F("attempts") - 1, updated_at=now
+        state = {d.id: known.get(d.id, ("", ""))[0] for d in stuck}
+        for delivery in stuck:
+            if state[delivery.id] == journal.SENT:
+                Delivery.objects.filter(id=delivery.id).update(
+                    status=Delivery.Status.SENT,
+                    provider_message_id=known[delivery.id][1][:255],
+                    sent_at=now,
+                    status_changed_at=now,
+                    updated_at=now,
+                )
+        lost = [d for d in stuck if state[d.id] != journal.SENT]
+        spent = {d.id for d in lost if d.attempts >= settings.MAX_ATTEMPTS.get(d.channel, 5)}
+        retry = [d for d in lost if d.id not in spent]
+        untried = {d.id for d in lost if state[d.id] == journal.CLAIMED}
+        Delivery.objects.filter(id__in=[d.id for d in retry if d.id in untried]).update(
+            status=Delivery.Status.PENDING, updated_at=now
         )
-        Delivery.objects.filter(id__in=[d.id for d in retry]).update(
+        Delivery.objects.filter(id__in=[d.id for d in retry if d.id not in untried]).update(
             status=Delivery.Status.PENDING, possible_duplicate=True, updated_at=now
         )
-        Delivery.objects.filter(id__in=[d.id for d in exhausted]).update(
-            status=Delivery.Status.FAILED,
-            error_kind=Delivery.ErrorKind.AMBIGUOUS,
-            error_message="the worker was lost while sending, on every attempt",
-            status_changed_at=now,
-            updated_at=now,
-        )
-        enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in untried)
         for delivery in retry:
             enqueue.sends_on_commit([(delivery.id, delivery.traffic, delivery.channel)])
+        _fail_lost(spent - untried, Delivery.ErrorKind.AMBIGUOUS, "while sending", now)
+        fall_back(_fail_lost(spent & untried, Delivery.ErrorKind.TRANSIENT, "before sending", now))
     return len(stuck)
+
+
+def _fail_lost(ids: set[int], kind: str, when: str, now) -> list[Delivery]:
+    Delivery.objects.filter(id__in=ids).update(
+        status=Delivery.Status.FAILED,
+        error_kind=kind,
+        error_message=f"the worker was lost {when}, on the last attempt",
+        status_changed_at=now,
+        updated_at=now,
+    )
+    return list(
+        Delivery.objects.filter(id__in=ids).select_related("notification__type", "recipient")
+    )
 
 
 __all__ = ["release_due", "sweep_stuck", "fall_back"]

@@ -1,0 +1,115 @@
+"""The sweeper's verdict on deliveries left in sending by a worker that was lost."""
+
+from __future__ import annotations
+
+import pytest
+from django.db.models import F
+from django.test import TestCase
+
+from notifications import enqueue, recovery
+from notifications.journal import SendJournal
+from notifications.models import Delivery
+from tests.factories import NotificationFactory, NotificationTypeFactory, RecipientFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def stuck_at_once(settings):
+    settings.SWEEP_STUCK_AFTER_SECONDS = 0
+    settings.MAX_ATTEMPTS = {**settings.MAX_ATTEMPTS, "sms": 3}
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[list[int]]:
+    """The delivery ids of each send task the sweep publishes once it commits."""
+    tasks: list[list[int]] = []
+    monkeypatch.setattr(enqueue, "publish_send", lambda ids, *args: tasks.append(list(ids)))
+    return tasks
+
+
+@pytest.fixture
+def batch():
+    """Four SMS deliveries a worker claimed (one attempt each) and then died on."""
+    ntype = NotificationTypeFactory(channels=["sms"], fallbacks={"sms": ["email"]})
+    notification = NotificationFactory(type=ntype)
+    rows = [
+        Delivery.objects.create(
+            notification=notification,
+            recipient=RecipientFactory(),
+            channel="sms",
+            provider="sms",
+            traffic="marketing",
+            status=Delivery.Status.SENDING,
+            attempts=1,
+            claimed_at=notification.created_at,
+        )
+        for _ in range(4)
+    ]
+    journal = SendJournal()
+    journal.claimed([d.id for d in rows])
+    yield rows
+    journal.client.delete(*(f"clarion:journal:{d.id}" for d in rows))
+
+
+def sweep() -> None:
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        recovery.sweep_stuck()
+
+
+def lost_again(delivery: Delivery) -> None:
+    """Claimed once more and lost once more before anything was tried."""
+    Delivery.objects.filter(id=delivery.id).update(
+        status=Delivery.Status.SENDING, attempts=F("attempts") + 1
+    )
+
+
+def test_a_batch_lost_before_sending_goes_back_unflagged_one_task_each(batch, published):
+    sweep()
+
+    rows = Delivery.objects.filter(id__in=[d.id for d in batch])
+    assert {(d.status, d.attempts, d.possible_duplicate) for d in rows} == {("pending", 1, False)}
+    # Alone, so that a message that kills its worker while rendered takes no batch-mate along.
+    assert sorted(published) == sorted([d.id] for d in batch)
+
+
+def test_a_message_lost_before_sending_on_its_last_attempt_fails_and_falls_back(batch, published):
+    poison = batch[0]
+    for _ in range(2):
+        sweep()
+        lost_again(poison)
+    sweep()
+
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts, poison.error_kind) == ("failed", 3, "transient")
+    assert poison.error_message == "the worker was lost before sending, on the last attempt"
+    backup = Delivery.objects.get(replaces=poison)
+    assert (backup.channel, backup.status, backup.hop) == ("email", "pending", 1)
+    assert [backup.id] in published
+    others = Delivery.objects.filter(id__in=[d.id for d in batch[1:]])
+    assert {(d.status, d.attempts) for d in others} == {("pending", 1)}
+
+
+def test_a_message_lost_in_flight_on_its_last_attempt_fails_without_falling_back(batch, published):
+    in_flight = batch[0]
+    SendJournal().client.set(f"clarion:journal:{in_flight.id}", "trying")
+    Delivery.objects.filter(id=in_flight.id).update(attempts=3)
+
+    sweep()
+
+    in_flight.refresh_from_db()
+    assert (in_flight.status, in_flight.error_kind) == ("failed", "ambiguous")
+    assert not Delivery.objects.filter(replaces=in_flight).exists()
+    assert [in_flight.id] not in published
+
+
+def test_a_message_the_provider_took_is_recorded_as_sent_and_not_queued(batch, published):
+    taken = batch[0]
+    SendJournal().client.set(f"clarion:journal:{taken.id}", "sent:SM-1")
+
+    sweep()
+
+    taken.refresh_from_db()
+    assert (taken.status, taken.provider_message_id) == ("sent", "SM-1")
+    assert [taken.id] not in published
+    assert len(published) == 3
