@@ -20,7 +20,12 @@ def test_a_message_file_appears_only_once_written(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        # kombu's default control folder is relative to the working directory.
+        "control_folder": str(tmp_path / "control"),
+    }
     with Connection("trialfs://localhost/", transport_options=options) as conn:
         queue = conn.SimpleQueue("send.transactional.email")
         queue.put({"delivery_ids": [1, 2, 3]})
