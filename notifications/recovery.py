@@ -29,8 +29,13 @@ def release_due(limit: int = RELEASE_BATCH) -> int:
             .values_list("id", "traffic", "channel")[:limit]
         )
         if rows:
+            # status_changed_at too: the daily cap counts a message on its way by it, so one
+            # released after local midnight counts for its new day, not the day it was parked.
             Delivery.objects.filter(id__in=[r[0] for r in rows]).update(
-                status=Delivery.Status.PENDING, next_attempt_at=None, updated_at=now
+                status=Delivery.Status.PENDING,
+                next_attempt_at=None,
+                status_changed_at=now,
+                updated_at=now,
             )
             enqueue.sends_on_commit(rows)
     return len(rows)

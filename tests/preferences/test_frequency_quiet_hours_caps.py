@@ -159,6 +159,22 @@ def test_the_cap_can_defer_to_the_next_local_day_instead(settings, parisian, pro
     assert (delivery.status, delivery.next_attempt_at) == ("deferred", paris(4, 0, 0))
 
 
+def test_a_message_released_on_a_new_day_counts_for_that_day(settings, parisian, promotions):
+    settings.MARKETING_DAILY_CAP = 1
+    settings.MARKETING_CAP_MODE = "defer"
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    set_now(paris(3, 9, 0))
+    send(news, [parisian], {"deal": 1})
+    held = send(news, [parisian], {"deal": 2})
+    set_now(paris(4, 0, 5))
+    assert release_due() == 1  # released, its send task not yet run
+    assert statuses(held) == [("pending", "")]
+    # Today's one message is the released one, on its way: the next waits for tomorrow.
+    later = send(news, [parisian], {"deal": 3})
+    [delivery] = Delivery.objects.filter(notification=later)
+    assert (delivery.status, delivery.next_attempt_at) == ("deferred", paris(5, 0, 0))
+
+
 def test_the_cap_never_holds_back_transactional_mail(settings, parisian, marketing, password_reset):
     settings.MARKETING_DAILY_CAP = 1
     send(marketing, [parisian], {"deal": 1})
