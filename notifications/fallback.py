@@ -29,10 +29,35 @@ def first_channel(delivery: Delivery) -> str:
     return hop.channel
 
 
-def next_hop(delivery: Delivery) -> tuple[str, str] | None:
+def hops_after(delivery: Delivery) -> list[tuple[str, str]]:
+    """The rest of the delivery's chain, in order."""
     hops = chain(delivery.notification.type, first_channel(delivery))
-    try:
-        position = hops.index((delivery.channel, delivery.provider))
-    except ValueError:
-        return None
-    return hops[position + 1] if position + 1 < len(hops) else None
+    here = (delivery.channel, delivery.provider)
+    if here in hops:
+        return hops[hops.index(here) + 1 :]
+    # Its provider was retired from CHANNEL_PROVIDERS (an ESP switched): the channel's
+    # current providers take over rather than the chain ending with nothing sent.
+    channels = [channel for channel, _ in hops]
+    return hops[channels.index(delivery.channel) :] if delivery.channel in channels else []
+
+
+def onward_hops(delivery: Delivery) -> list[tuple[str, str]]:
+    """The hops a failed delivery may still take, in order.
+
+    A channel the notification already reaches this recipient on (the type sends on it too)
+    is passed over: a hop there would send the notification a second time.
+    """
+    rest = hops_after(delivery)
+    if all(channel == delivery.channel for channel, _ in rest):
+        return rest
+    reached = set(
+        Delivery.objects.filter(
+            notification_id=delivery.notification_id, recipient_id=delivery.recipient_id
+        ).values_list("channel", flat=True)
+    )
+    return [hop for hop in rest if hop[0] == delivery.channel or hop[0] not in reached]
+
+
+def next_hop(delivery: Delivery) -> tuple[str, str] | None:
+    rest = onward_hops(delivery)
+    return rest[0] if rest else None

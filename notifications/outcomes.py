@@ -3,7 +3,9 @@
 - transient: retry with exponential backoff and full jitter (honouring Retry-After); short
   waits stay in the broker as a countdown, longer ones are parked in PostgreSQL
   (``deferred`` + ``next_attempt_at``) for the release task;
-- ambiguous: the provider may have it, so retry on the same provider only, never fall back;
+- ambiguous: the provider may have it, so the delivery is flagged ``possible_duplicate``
+  and retried on the same provider only; a flagged delivery never falls back, however its
+  later attempts end;
 - permanent, or retries spent: failed, and the next hop of the chain is created.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import random
 from contextlib import nullcontext
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -22,7 +24,7 @@ from preferences.eligibility import decide
 from . import clock, enqueue
 from .bulk import bulk_set
 from .dispatch import CIRCUIT_OPEN, RATE_LIMITED
-from .fallback import next_hop
+from .fallback import next_hop, onward_hops
 from .models import Delivery
 
 RECORDED_FIELDS = [
@@ -36,6 +38,7 @@ RECORDED_FIELDS = [
     "error_message",
     "next_attempt_at",
     "attempts",
+    "possible_duplicate",
     "updated_at",
 ]
 
@@ -65,6 +68,8 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
             continue
         delivery.error_kind = outcome.error_kind
         delivery.error_message = outcome.error
+        if outcome.error_kind == AMBIGUOUS:
+            delivery.possible_duplicate = True
         if _should_retry(delivery, outcome):
             wait = (
                 outcome.retry_after if outcome.retry_after else backoff_seconds(delivery.attempts)
@@ -83,13 +88,13 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
         bulk_set(Delivery, changed, RECORDED_FIELDS)
         for delivery_id, traffic, channel, wait in soon:
             enqueue.sends_on_commit([(delivery_id, traffic, channel)], countdown=wait)
-        fall_back([d for d in failed if d.error_kind != AMBIGUOUS])
+        fall_back(failed)
 
 
 def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
     if outcome.error_kind == PERMANENT:
         return False
-    if outcome.error.startswith(CIRCUIT_OPEN) and next_hop(delivery) is not None:
+    if outcome.error.startswith(CIRCUIT_OPEN) and _may_fall_back(delivery):
         return False  # a backup provider or channel takes it at once
     if outcome.error.startswith((CIRCUIT_OPEN, RATE_LIMITED)):
         # Never tried: waiting for the breaker's next probe, or for the provider's send rate,
@@ -99,35 +104,48 @@ def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
     return delivery.attempts < settings.MAX_ATTEMPTS.get(delivery.channel, 5)
 
 
+def _may_fall_back(delivery: Delivery) -> bool:
+    # The provider may have a flagged delivery: another provider or channel would send it twice.
+    return not delivery.possible_duplicate and next_hop(delivery) is not None
+
+
 def fall_back(failed: list[Delivery]) -> list[Delivery]:
-    """Create the next eligible hop for each failed delivery; returns the new pending ones."""
+    """Create the next eligible hop for each failed delivery; returns the new pending ones.
+
+    A delivery the provider may have (``possible_duplicate``) gets no hop.
+    """
     now = clock.now()
     created: list[Delivery] = []
     for delivery in failed:
-        hop = next_hop(delivery)
-        previous = delivery
-        while hop is not None:
-            channel, provider = hop
-            row = Delivery(
-                notification=delivery.notification,
-                recipient=delivery.recipient,
-                channel=channel,
-                provider=provider,
-                traffic=delivery.traffic,
-                replaces=previous,
-                hop=previous.hop + 1,
-                status_changed_at=now,
-            )
-            reason = decide(delivery.notification.type, [delivery.recipient], [channel], now)
-            if reason[0].allowed:
-                row.save()
-                created.append(row)
-                break
-            # An ineligible hop is recorded as skipped (support can read why) and passed.
-            row.status = Delivery.Status.SKIPPED
-            row.skip_reason = reason[0].skip_reason
-            row.save()
-            previous = row
-            hop = next_hop(row)
+        if delivery.possible_duplicate:
+            continue
+        hop = _next_eligible_hop(delivery, now)
+        if hop is not None:
+            created.append(hop)
     enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in created)
     return created
+
+
+def _next_eligible_hop(delivery: Delivery, now: datetime) -> Delivery | None:
+    previous = delivery
+    for channel, provider in onward_hops(delivery):
+        row = Delivery(
+            notification=delivery.notification,
+            recipient=delivery.recipient,
+            channel=channel,
+            provider=provider,
+            traffic=delivery.traffic,
+            replaces=previous,
+            hop=previous.hop + 1,
+            status_changed_at=now,
+        )
+        reason = decide(delivery.notification.type, [delivery.recipient], [channel], now)[0]
+        if reason.allowed:
+            row.save()
+            return row
+        # An ineligible hop is recorded as skipped (support can read why) and passed.
+        row.status = Delivery.Status.SKIPPED
+        row.skip_reason = reason.skip_reason
+        row.save()
+        previous = row
+    return None

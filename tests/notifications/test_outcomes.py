@@ -244,3 +244,97 @@ def test_a_provider_no_longer_configured_fails_its_messages_not_the_batch():
 
     statuses = dict(Delivery.objects.values_list("id", "status"))
     assert (statuses[kept.id], statuses[orphan.id]) == ("sent", "failed")
+
+
+@pytest.mark.parametrize(
+    ("attempts", "kind", "error"),
+    [
+        (2, PERMANENT, "21211 invalid number"),
+        (3, TRANSIENT, "503"),
+        (2, TRANSIENT, "circuit open: sms"),
+    ],
+    ids=["permanent", "retries-spent", "circuit-open"],
+)
+def test_a_delivery_once_answered_ambiguously_never_falls_back_however_it_ends(
+    attempts, kind, error
+):
+    delivery = sending(attempts=1)
+    answer(delivery, Outcome.failed(delivery.id, AMBIGUOUS, "read timeout"))
+    assert delivery.possible_duplicate
+
+    delivery.status, delivery.attempts = Delivery.Status.SENDING, attempts
+    delivery.save()
+    answer(delivery, Outcome.failed(delivery.id, kind, error, retry_after=30))
+
+    assert delivery.status in ("failed", "deferred")
+    assert hops(delivery) == []
+
+
+def test_a_delivery_the_sweeper_flagged_never_falls_back():
+    delivery = sending(attempts=3)
+    Delivery.objects.filter(id=delivery.id).update(possible_duplicate=True)
+    delivery.refresh_from_db()
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "bad number"))
+
+    assert delivery.status == "failed"
+    assert hops(delivery) == []
+
+
+def test_a_fallback_never_sends_again_on_a_channel_the_notification_already_uses():
+    delivery = sending(channel="email", attempts=1)
+    delivery.provider = "email-backup"  # the email providers are spent; sms comes next
+    delivery.save()
+    ntype = delivery.notification.type
+    ntype.channels, ntype.fallbacks = ["email", "sms"], {"email": ["sms", "in_app"]}
+    ntype.save()
+    on_sms = Delivery.objects.create(
+        notification=delivery.notification,
+        recipient=delivery.recipient,
+        channel="sms",
+        provider="sms",
+        traffic="transactional",
+        status=Delivery.Status.SENT,
+    )
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "hard bounce"))
+
+    new = Delivery.objects.filter(notification=delivery.notification).exclude(
+        id__in=[delivery.id, on_sms.id]
+    )
+    assert [(d.channel, d.replaces_id) for d in new] == [("in_app", delivery.id)]
+
+
+def test_a_delivery_on_a_retired_provider_falls_back_to_its_channels_current_providers():
+    delivery = sending(channel="email", attempts=1)
+    delivery.provider = "old-esp"  # no longer in CHANNEL_PROVIDERS
+    delivery.save()
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "provider old-esp: not configured"))
+
+    assert hops(delivery) == [("email", "email", "pending")]
+
+
+def test_an_open_circuit_waits_when_its_only_onward_channel_is_one_already_used():
+    delivery = sending(channel="email", attempts=1)
+    delivery.provider = "email-backup"
+    delivery.save()
+    ntype = delivery.notification.type
+    ntype.channels, ntype.fallbacks = ["email", "sms"], {"email": ["sms"]}
+    ntype.save()
+    Delivery.objects.create(
+        notification=delivery.notification,
+        recipient=delivery.recipient,
+        channel="sms",
+        provider="sms",
+        traffic="transactional",
+        status=Delivery.Status.SENT,
+    )
+
+    answer(
+        delivery,
+        Outcome.failed(delivery.id, TRANSIENT, "circuit open: email-backup", retry_after=30),
+    )
+
+    assert (delivery.status, delivery.attempts) == ("deferred", 0)
+    assert [c for c, _, _ in hops(delivery)] == ["sms"]
