@@ -82,16 +82,20 @@ def admit(provider: str) -> Admission:
 
 def record(provider: str, admission: Admission, ok: int, failed: int) -> None:
     """Count a batch's outcomes; open, close or re-open the breaker as they say."""
-    if admission is Admission.NONE or not (ok or failed):
+    if admission is Admission.NONE:
         return
     if admission is Admission.PROBE:
         cache.delete(_key(provider, "probe"))
+        if not (ok or failed):
+            return  # the probe was not sent (its send rate said wait): the next batch probes
         if failed:
             cache.set(_key(provider, "opened_at"), _now(), timeout=None)
             log.warning("breaker %s re-opened: the probe failed", provider)
         else:
             cache.delete_many([_key(provider, "opened_at"), *_bucket_keys(provider)])
             log.warning("breaker %s closed: the probe was sent", provider)
+        return
+    if not (ok or failed):
         return
     bucket = int(_now() // limits(provider).window_seconds)
     for kind, count in (("ok", ok), ("failed", failed)):

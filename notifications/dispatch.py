@@ -1,12 +1,17 @@
 """Hand a batch of messages to one provider, through its breaker and send rate.
 
 A crash becomes outcomes, never an exception; every outcome is noted in the send journal
-as it comes (notifications/journal.py).
+as it comes (notifications/journal.py). Redis failing under the breaker or the send rate
+never strands a batch: an unknown breaker lets the batch go, an unknown send rate defers it
+(nothing is sent past a provider's limit), and a batch the provider took is recorded even
+when its breaker cannot count it.
 """
 
 from __future__ import annotations
 
 import logging
+
+import redis
 
 from channels import breaker, ratelimit
 from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Message, Outcome, send_stream
@@ -20,23 +25,26 @@ log = logging.getLogger(__name__)
 # limit is waited out without spending an attempt.
 CIRCUIT_OPEN = "circuit open"
 RATE_LIMITED = "rate limited"
+# How long a batch waits when its provider's send rate cannot be read: past the broker's
+# countdowns, so it is parked in PostgreSQL while Redis is away.
+RATE_UNKNOWN_WAIT_SECONDS = 30.0
 
 
 def dispatch(
     provider_name: str, messages: list[Message], journal: SendJournal | None = None
 ) -> list[Outcome]:
     journal = journal or SendJournal()
-    admission = breaker.admit(provider_name)
+    admission = _admit(provider_name)
     if admission is breaker.Admission.NONE:
         return [_circuit_open(provider_name, m) for m in messages]
     # Half-open: one message is the probe; the rest of the batch goes elsewhere.
     allowed = messages[:1] if admission is breaker.Admission.PROBE else messages
     refused = messages[len(allowed) :]
-    grant = ratelimit.acquire(provider_name, len(allowed))
+    grant = _acquire(provider_name, len(allowed))
     now, later = allowed[: grant.granted], allowed[grant.granted :]
     outcomes = _send(provider_name, now, journal)
     failed = sum(1 for o in outcomes if o.error_kind in (TRANSIENT, AMBIGUOUS))
-    breaker.record(provider_name, admission, ok=len(outcomes) - failed, failed=failed)
+    _count(provider_name, admission, ok=len(outcomes) - failed, failed=failed)
     outcomes += [_circuit_open(provider_name, m) for m in refused]
     outcomes += [
         Outcome.failed(
@@ -48,6 +56,32 @@ def dispatch(
         for m in later
     ]
     return outcomes
+
+
+def _admit(provider_name: str) -> breaker.Admission:
+    try:
+        return breaker.admit(provider_name)
+    except redis.RedisError:
+        log.warning("breaker of %s unavailable; sending without it", provider_name)
+        return breaker.Admission.ALL
+
+
+def _acquire(provider_name: str, want: int) -> ratelimit.Grant:
+    try:
+        return ratelimit.acquire(provider_name, want)
+    except redis.RedisError:
+        log.warning("send rate of %s unavailable; its batch waits", provider_name)
+        return ratelimit.Grant(0, RATE_UNKNOWN_WAIT_SECONDS)
+
+
+def _count(provider_name: str, admission: breaker.Admission, ok: int, failed: int) -> None:
+    try:
+        breaker.record(provider_name, admission, ok=ok, failed=failed)
+    except redis.RedisError:
+        # The batch is sent: its outcomes must be recorded whether or not it was counted.
+        log.warning(
+            "breaker of %s unavailable; %d outcomes not counted", provider_name, ok + failed
+        )
 
 
 def _circuit_open(provider_name: str, message: Message) -> Outcome:

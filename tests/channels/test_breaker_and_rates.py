@@ -74,6 +74,17 @@ def test_a_failed_probe_opens_it_again_for_a_full_period(limits):
     assert breaker.admit("esp") is Admission.PROBE
 
 
+def test_a_probe_the_send_rate_held_back_frees_the_probe_for_the_next_batch(limits):
+    breaker.record("esp", Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    assert breaker.admit("esp") is Admission.PROBE
+
+    breaker.record("esp", Admission.PROBE, ok=0, failed=0)  # nothing was sent
+
+    assert breaker.state("esp").state == "half-open"
+    assert breaker.admit("esp") is Admission.PROBE
+
+
 def test_of_many_workers_at_half_open_exactly_one_probes(limits):
     breaker.record("esp", Admission.ALL, ok=0, failed=4)
     clock.advance(31)
