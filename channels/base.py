@@ -72,9 +72,18 @@ def send_stream(provider: Provider, messages: list[Message]) -> Iterator[Outcome
 
     A provider that sends one message at a time offers ``send_each`` (a generator), so the
     caller can note each outcome before the next message goes: a worker killed mid-batch
-    then leaves at most one message in doubt. Others answer for the whole batch at once.
+    then leaves at most one message in doubt. Others answer for the whole batch at once,
+    with every message in doubt while they run. Either way nothing is sent before the
+    first outcome is asked for, so the caller can note what is about to go.
     """
-    send_each = getattr(provider, "send_each", None)
-    if send_each is not None:
-        return send_each(messages)
-    return iter(provider.send_batch(messages))
+    if sends_each(provider):
+        return provider.send_each(messages)
+    return _whole_batch(provider, messages)
+
+
+def sends_each(provider: Provider) -> bool:
+    return hasattr(provider, "send_each")
+
+
+def _whole_batch(provider: Provider, messages: list[Message]) -> Iterator[Outcome]:
+    yield from provider.send_batch(messages)

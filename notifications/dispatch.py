@@ -14,7 +14,15 @@ import logging
 import redis
 
 from channels import breaker, ratelimit
-from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Message, Outcome, send_stream
+from channels.base import (
+    AMBIGUOUS,
+    PERMANENT,
+    TRANSIENT,
+    Message,
+    Outcome,
+    send_stream,
+    sends_each,
+)
 from channels.registry import get_provider
 
 from .journal import SendJournal
@@ -108,13 +116,14 @@ def _send(provider_name: str, messages: list[Message], journal: SendJournal) -> 
             for m in messages
         ]
     try:
-        outcomes.extend(journal.track(messages, send_stream(provider, messages)))
+        stream = send_stream(provider, messages)
+        outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))
     except Exception as exc:  # noqa: BLE001 - the provider may have taken some of them
         log.exception("provider %s crashed on a batch of %d", provider_name, len(messages))
         rest = messages[len(outcomes) :]
         # A streaming provider was handing over the first of the rest; the others never
         # left. Of a whole-batch provider, any may have been taken.
-        in_doubt = rest[:1] if hasattr(provider, "send_each") else rest
+        in_doubt = rest[:1] if sends_each(provider) else rest
         outcomes.extend(Outcome.failed(m.delivery_id, AMBIGUOUS, repr(exc)) for m in in_doubt)
         outcomes.extend(
             Outcome.failed(m.delivery_id, TRANSIENT, f"not sent: {exc!r}")

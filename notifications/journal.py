@@ -5,7 +5,8 @@ fast. A worker killed mid-batch would then leave every claimed delivery in doubt
 journal notes, for each delivery, that it was claimed, that it is being handed to the
 provider, and that the provider took it, so the sweeper can tell the three apart: taken ->
 sent, never tried -> sent again without a flag, in flight -> sent again flagged
-``possible_duplicate``. At most one message per worker process is ever in flight.
+``possible_duplicate``. At most one message per worker process is ever in flight, unless
+its provider takes a whole batch in one call.
 
 Writing the journal never stops a send: when Redis is away the entries are missing, and the
 sweeper treats a delivery without entries as in doubt (flagged), as it would without one.
@@ -64,13 +65,19 @@ class SendJournal:
     def claimed(self, delivery_ids: Iterable[int]) -> None:
         self._write((i, CLAIMED) for i in delivery_ids)
 
-    def track(self, messages: list[Message], outcomes: Iterator[Outcome]) -> Iterator[Outcome]:
-        """Pass outcomes through, noting each and the message in flight after it."""
+    def track(
+        self, messages: list[Message], outcomes: Iterator[Outcome], *, whole_batch: bool = False
+    ) -> Iterator[Outcome]:
+        """Pass outcomes through, noting each and the message in flight after it.
+
+        ``outcomes`` must send nothing before its first outcome is asked for. A provider that
+        takes the ``whole_batch`` at once has every message in flight: all are noted first.
+        """
         ids = [m.delivery_id for m in messages]
         stream = _Stream(self)
         try:
             if ids:
-                stream.write([(ids[0], TRYING)])
+                stream.write([(i, TRYING) for i in (ids if whole_batch else ids[:1])])
             for index, outcome in enumerate(outcomes):
                 if outcome.sent:
                     entries = [(outcome.delivery_id, f"{SENT}:{outcome.provider_message_id}")]

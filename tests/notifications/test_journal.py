@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from channels.base import AMBIGUOUS, Message, Outcome
+from channels.base import AMBIGUOUS, Message, Outcome, send_stream
 from notifications import journal
 from notifications.journal import SendJournal
 
@@ -56,3 +56,21 @@ def test_without_redis_the_batch_is_sent_and_noted_nowhere(settings, clean_journ
     outcomes = iter([Outcome.ok(i, f"m-{i}") for i in clean_journal])
     passed = list(SendJournal().track(messages(*clean_journal), outcomes))
     assert [o.sent for o in passed] == [True, True, True]
+
+
+def test_a_whole_batch_provider_finds_every_message_noted_in_flight(clean_journal):
+    class WorkerKilled(BaseException):
+        pass
+
+    class BatchProvider:
+        name = channel = "batch-api"
+
+        def send_batch(self, batch):
+            raise WorkerKilled  # the worker dies while the provider holds the whole batch
+
+    batch = messages(*clean_journal)
+    with pytest.raises(WorkerKilled):
+        list(SendJournal().track(batch, send_stream(BatchProvider(), batch), whole_batch=True))
+
+    # Any of them may have gone: the sweeper must flag them all, not resend them as untried.
+    assert journal.progress(clean_journal) == {i: ("trying", "") for i in clean_journal}
