@@ -7,15 +7,23 @@ from django.conf import settings
 from .models import Template, TemplateVersion
 
 
+def locale_key(locale: str) -> str:
+    """One spelling per locale: "fr_CA", "FR-ca" and "fr-CA" name the same one."""
+    return locale.strip().replace("_", "-").lower()
+
+
 def locale_chain(locale: str) -> list[str]:
+    """The locales to try, as ``locale_key`` spells them: fr-CA, then fr, then the default."""
     chain: list[str] = []
-    if locale:
-        chain.append(locale)
-        language = locale.replace("_", "-").split("-")[0]
-        if language != locale:
+    tag = locale_key(locale)
+    if tag:
+        chain.append(tag)
+        language = tag.split("-")[0]
+        if language != tag:
             chain.append(language)
-    if settings.LANGUAGE_CODE not in chain:
-        chain.append(settings.LANGUAGE_CODE)
+    default = locale_key(settings.LANGUAGE_CODE)
+    if default not in chain:
+        chain.append(default)
     return chain
 
 
@@ -26,7 +34,10 @@ _KEEP = 2048
 
 
 def versions_for(type_id: int, channel: str) -> dict[str, TemplateVersion]:
-    """Current versions by locale for one type and channel: one query, two on a first read."""
+    """Current versions of one type and channel, keyed by ``locale_key``.
+
+    One query, two on a first read.
+    """
     current = dict(
         Template.objects.filter(
             notification_type_id=type_id, channel=channel, current_version__isnull=False
@@ -41,7 +52,7 @@ def versions_for(type_id: int, channel: str) -> dict[str, TemplateVersion]:
             _read.clear()
         _read.update(loaded)
     # A version deleted since the first query (its template went) is as good as none.
-    return {locale: versions[vid] for locale, vid in current.items() if versions[vid]}
+    return {locale_key(loc): versions[vid] for loc, vid in current.items() if versions[vid]}
 
 
 def pick(versions: dict[str, TemplateVersion], locale: str) -> TemplateVersion | None:

@@ -85,6 +85,9 @@ def test_a_new_locale_is_added_and_picked_by_fallback(document):
     assert pick(versions, "fr-CA").template.locale == "fr-CA"
     assert pick(versions, "fr-FR").template.locale == "fr"
     assert pick(versions, "de").template.locale == "en"
+    # Recipients' locales come from other systems, spelt their way.
+    assert pick(versions, "FR").template.locale == "fr"
+    assert pick(versions, "fr_ca").template.locale == "fr-CA"
 
 
 def test_a_template_syntax_error_stops_the_whole_sync_with_its_place(document):

@@ -96,10 +96,10 @@ def test_sms_length_is_reported_with_the_sample_data():
 @pytest.mark.parametrize(
     ("locale", "chain"),
     [
-        ("fr-CA", ["fr-CA", "fr", "en"]),
-        ("fr_CA", ["fr_CA", "fr", "en"]),
-        ("fr", ["fr", "en"]),
-        ("en-GB", ["en-GB", "en"]),
+        ("fr-CA", ["fr-ca", "fr", "en"]),
+        ("fr_CA", ["fr-ca", "fr", "en"]),
+        ("FR", ["fr", "en"]),
+        ("en-GB", ["en-gb", "en"]),
         ("", ["en"]),
     ],
 )
