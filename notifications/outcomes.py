@@ -137,8 +137,12 @@ def _next_eligible_hop(delivery: Delivery, now: datetime) -> Delivery | None:
             traffic=delivery.traffic,
             replaces=previous,
             hop=previous.hop + 1,
+            is_test=delivery.is_test,
             status_changed_at=now,
         )
+        if delivery.is_test:  # a staff member's own test send: no preferences apply
+            row.save()
+            return row
         reason = decide(delivery.notification.type, [delivery.recipient], [channel], now)[0]
         if reason.allowed:
             row.save()

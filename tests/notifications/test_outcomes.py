@@ -338,3 +338,21 @@ def test_an_open_circuit_waits_when_its_only_onward_channel_is_one_already_used(
 
     assert (delivery.status, delivery.attempts) == ("deferred", 0)
     assert [c for c, _, _ in hops(delivery)] == ["sms"]
+
+
+def test_a_failed_test_send_goes_to_a_backup_provider_as_a_test_and_never_to_another_channel():
+    delivery = sending(channel="email", attempts=1)
+    delivery.is_test = True
+    delivery.save()
+    delivery.notification.type.fallbacks = {"email": ["sms"]}
+    delivery.notification.type.save()
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "550 mailbox unavailable"))
+    backup = Delivery.objects.get(replaces=delivery)
+    assert (backup.provider, backup.is_test, backup.status) == ("email-backup", True, "pending")
+
+    backup.status, backup.attempts = Delivery.Status.SENDING, 1
+    backup.save()
+    answer(backup, Outcome.failed(backup.id, PERMANENT, "550 mailbox unavailable"))
+
+    assert hops(delivery) == [("email", "email-backup", "failed")]
