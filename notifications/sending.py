@@ -11,6 +11,7 @@ import logging
 from collections import defaultdict
 
 import jinja2
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.db.models import F
 
@@ -88,6 +89,10 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
         except (NoTemplate, BadPayload, jinja2.TemplateError) as exc:
             results.append(Outcome.failed(delivery.id, PERMANENT, f"render: {exc}"))
             continue
+        except SoftTimeLimitExceeded:
+            # The task ran out of time, not this message: the batch stays claimed and the
+            # sweeper sends each of it again alone (notifications/recovery.py).
+            raise
         except Exception as exc:  # noqa: BLE001 - one message must not take its batch down
             # Unforeseen (data nested past the recursion limit, say): left to raise, it would
             # leave the whole batch in sending, claimed again and again by the sweeper.

@@ -356,3 +356,26 @@ def test_a_failed_test_send_goes_to_a_backup_provider_as_a_test_and_never_to_ano
     answer(backup, Outcome.failed(backup.id, PERMANENT, "550 mailbox unavailable"))
 
     assert hops(delivery) == [("email", "email-backup", "failed")]
+
+
+def test_a_task_out_of_time_while_rendering_fails_no_message(monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from notifications import messages
+    from notifications.sending import send_deliveries
+
+    first, unlucky, last = _in_app_batch(3)
+    build = messages.MessageBuilder.build
+
+    def build_until_the_time_limit(self, delivery):
+        if delivery.id == unlucky.id:
+            raise SoftTimeLimitExceeded()
+        return build(self, delivery)
+
+    monkeypatch.setattr(messages.MessageBuilder, "build", build_until_the_time_limit)
+    with TestCase.captureOnCommitCallbacks(execute=False), pytest.raises(SoftTimeLimitExceeded):
+        send_deliveries([first.id, unlucky.id, last.id])
+
+    # Still claimed, none failed: the sweeper puts each back alone, its attempt kept.
+    statuses = Delivery.objects.filter(id__in=[first.id, unlucky.id, last.id])
+    assert set(statuses.values_list("status", flat=True)) == {"sending"}
