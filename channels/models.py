@@ -10,6 +10,10 @@ class ProviderEvent(models.Model):
 
     Twilio signs no timestamp, so a captured callback could be replayed at will; this row,
     not the signature, is what makes the replay harmless.
+
+    A report can arrive before the send batch that sent its message has recorded the
+    provider's message id: it is ``parked`` with what it said, and applied once the id is
+    known (channels/feedback.py).
     """
 
     provider = models.CharField(max_length=50)
@@ -17,11 +21,19 @@ class ProviderEvent(models.Model):
     event = models.CharField(max_length=50)
     received_at = models.DateTimeField(auto_now_add=True)
     detail = models.JSONField(default=dict, blank=True)
+    parked = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["provider", "message_id", "event"], name="provider_event_once"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(parked=True),
+                name="provider_event_parked",
             )
         ]
 

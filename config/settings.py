@@ -380,6 +380,15 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck": {"task": "clarion.sweep_stuck", "schedule": SWEEP_INTERVAL_SECONDS},
 }
 
+# A provider report that arrives before its send batch recorded the message id is parked and
+# tried again this often; one that names no delivery after the wait is applied without one.
+PROVIDER_REPORT_RETRY_SECONDS = env_float("PROVIDER_REPORT_RETRY_SECONDS", 30)
+PROVIDER_REPORT_WAIT_SECONDS = env_int("PROVIDER_REPORT_WAIT_SECONDS", 3600)
+CELERY_BEAT_SCHEDULE["apply-parked-reports"] = {
+    "task": "clarion.apply_parked_reports",
+    "schedule": PROVIDER_REPORT_RETRY_SECONDS,
+}
+
 # --- Preferences, unsubscribe, frequency ------------------------------------------------
 # How long a preference-center or unsubscribe link in a message keeps working.
 PREFERENCE_TOKEN_MAX_AGE_SECONDS = env_int("PREFERENCE_TOKEN_MAX_AGE_SECONDS", 180 * 24 * 3600)

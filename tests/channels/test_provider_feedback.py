@@ -335,3 +335,69 @@ def test_a_bounce_naming_no_real_address_suppresses_the_one_we_sent_to(reported)
 def test_a_twilio_report_with_no_real_message_id_is_refused():
     response = twilio(TWILIO_STATUS, {"MessageSid": "SM" + "1" * 300, "MessageStatus": "delivered"})
     assert response.status_code == 400
+
+
+# --- reports that arrive before their send batch recorded the message id --------------------
+
+
+def sending_delivery(channel: str, **recipient) -> Delivery:
+    delivery = sent_delivery(channel, "", **recipient)
+    Delivery.objects.filter(id=delivery.id).update(status=Delivery.Status.SENDING)
+    return delivery
+
+
+def batch_records(delivery: Delivery, message_id: str) -> None:
+    Delivery.objects.filter(id=delivery.id).update(
+        status=Delivery.Status.SENT, provider_message_id=message_id
+    )
+
+
+def test_an_sms_report_ahead_of_its_batch_is_applied_once_the_batch_records_it():
+    from channels.feedback import apply_parked
+
+    delivery = sending_delivery("sms", phone="+15550000009")
+    undelivered = {"MessageSid": "SM9", "MessageStatus": "undelivered", "ErrorCode": "30005"}
+
+    assert twilio(TWILIO_STATUS, undelivered).status_code == 204
+    assert apply_parked() == 0  # its message id is not recorded yet: it keeps waiting
+    batch_records(delivery, "SM9")
+    assert apply_parked() == 1
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_message) == ("bounced", "Twilio error 30005")
+    assert suppressed("sms", delivery.recipient)
+    assert apply_parked() == 0  # applied once
+
+
+def test_an_email_bounce_ahead_of_its_batch_is_applied_once_the_batch_records_it():
+    from channels.feedback import apply_parked
+
+    delivery = sending_delivery("email", email="early@example.com")
+
+    assert postmark(bounced("pm-early", "early@example.com")).status_code == 200
+    assert postmark(bounced("pm-early", "early@example.com")).status_code == 200  # a retry
+    batch_records(delivery, "pm-early")
+    apply_parked()
+
+    delivery.refresh_from_db()
+    assert delivery.status == "bounced"
+    assert "unable to deliver" in delivery.error_message
+    assert ConsentLog.objects.filter(source="provider", action="suppress").count() == 1
+
+
+def test_a_report_on_a_message_clarion_never_sent_is_applied_to_its_address_after_the_wait(
+    settings,
+):
+    from channels.feedback import apply_parked
+
+    postmark(bounced("pm-elsewhere", "someone@example.com"))
+    assert apply_parked() == 0
+    assert not Suppression.objects.exists()
+
+    clock.advance(settings.PROVIDER_REPORT_WAIT_SECONDS + 1)
+    try:
+        assert apply_parked() == 1
+    finally:
+        clock.reset()
+
+    assert Suppression.objects.get().reason == "hard_bounce"
