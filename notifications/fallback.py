@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from channels.registry import provider_names
 
+from .messages import BUILD_FAILED, RENDER_FAILED
 from .models import Delivery, NotificationType
 
 
@@ -48,6 +49,9 @@ def onward_hops(delivery: Delivery) -> list[tuple[str, str]]:
     is passed over: a hop there would send the notification a second time.
     """
     rest = hops_after(delivery)
+    if delivery.error_message.startswith((RENDER_FAILED, BUILD_FAILED)):
+        # The same template and data would fail the same way with any of its providers.
+        rest = [hop for hop in rest if hop[0] != delivery.channel]
     if delivery.is_test:
         # A staff member tests one channel's template: a backup provider may take it, another
         # channel's template is not what they asked to see.

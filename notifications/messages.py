@@ -17,6 +17,10 @@ from templates_app.selection import pick, versions_for
 
 from .models import Delivery, Recipient
 
+# How a delivery whose message could not be built is failed: its template or its data is at
+# fault, so no other provider of the channel could do better (notifications/fallback.py).
+RENDER_FAILED, BUILD_FAILED = "render: ", "build: "
+
 
 class NoTemplate(Exception):
     """No template version exists for the delivery's type, channel and locale chain."""

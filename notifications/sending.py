@@ -21,7 +21,14 @@ from preferences.eligibility import decide
 from . import clock, outcomes
 from .dispatch import dispatch
 from .journal import SendJournal
-from .messages import BadPayload, MessageBuilder, NoTemplate, summary_of
+from .messages import (
+    BUILD_FAILED,
+    RENDER_FAILED,
+    BadPayload,
+    MessageBuilder,
+    NoTemplate,
+    summary_of,
+)
 from .models import Delivery, Notification
 
 log = logging.getLogger(__name__)
@@ -87,7 +94,7 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
         try:
             message, version = builder.build(delivery)
         except (NoTemplate, BadPayload, jinja2.TemplateError) as exc:
-            results.append(Outcome.failed(delivery.id, PERMANENT, f"render: {exc}"))
+            results.append(Outcome.failed(delivery.id, PERMANENT, f"{RENDER_FAILED}{exc}"))
             continue
         except SoftTimeLimitExceeded:
             # The task ran out of time, not this message: the batch stays claimed and the
@@ -97,7 +104,7 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
             # Unforeseen (data nested past the recursion limit, say): left to raise, it would
             # leave the whole batch in sending, claimed again and again by the sweeper.
             log.exception("delivery %s could not be built", delivery.id)
-            results.append(Outcome.failed(delivery.id, PERMANENT, f"build: {exc!r}"))
+            results.append(Outcome.failed(delivery.id, PERMANENT, f"{BUILD_FAILED}{exc!r}"))
             continue
         delivery.template_version = version
         delivery.summary = summary_of(message.content)

@@ -379,3 +379,13 @@ def test_a_task_out_of_time_while_rendering_fails_no_message(monkeypatch):
     # Still claimed, none failed: the sweeper puts each back alone, its attempt kept.
     statuses = Delivery.objects.filter(id__in=[first.id, unlucky.id, last.id])
     assert set(statuses.values_list("status", flat=True)) == {"sending"}
+
+
+def test_a_message_that_cannot_be_rendered_skips_its_channels_backup_providers():
+    delivery = sending(channel="email", attempts=1)
+    delivery.notification.type.fallbacks = {"email": ["sms"]}
+    delivery.notification.type.save()
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "render: 'dict' has no attribute"))
+
+    assert hops(delivery) == [("sms", "sms", "pending")]
