@@ -6,7 +6,9 @@
 - ambiguous: the provider may have it, so the delivery is flagged ``possible_duplicate``
   and retried on the same provider only; a flagged delivery never falls back, however its
   later attempts end;
-- permanent, or retries spent: failed, and the next hop of the chain is created.
+- permanent, or retries spent: failed, and the next hop of the chain is created;
+- circuit open: the next hop this recipient may take is created at once; with none, the
+  delivery waits for the breaker's next probe and spends no attempt.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 
 from channels.base import AMBIGUOUS, PERMANENT, Outcome
-from preferences.eligibility import decide
+from preferences.eligibility import Decision, decide
 
 from . import clock, enqueue
 from .bulk import bulk_set
@@ -54,6 +56,7 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
     now = clock.now()
     soon: list[tuple[int, str, str, float]] = []
     failed: list[Delivery] = []
+    diverted: list[tuple[Delivery, float]] = []
     changed: list[Delivery] = []
     for outcome in results:
         delivery = deliveries[outcome.delivery_id]
@@ -70,32 +73,52 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
         delivery.error_message = outcome.error
         if outcome.error_kind == AMBIGUOUS:
             delivery.possible_duplicate = True
-        if _should_retry(delivery, outcome):
+        if outcome.error.startswith(CIRCUIT_OPEN) and _may_fall_back(delivery):
+            # A backup provider or channel takes it at once, if one will for this recipient.
+            delivery.status = Delivery.Status.FAILED
+            diverted.append((delivery, outcome.retry_after or backoff_seconds(0)))
+        elif _should_retry(delivery, outcome):
             wait = (
                 outcome.retry_after if outcome.retry_after else backoff_seconds(delivery.attempts)
             )
-            if wait <= settings.RETRY_PARK_AFTER_SECONDS:
-                delivery.status = Delivery.Status.PENDING
-                soon.append((delivery.id, delivery.traffic, delivery.channel, wait))
-            else:
-                delivery.status = Delivery.Status.DEFERRED
-                delivery.next_attempt_at = now + timedelta(seconds=wait)
+            _retry_after(delivery, wait, now, soon)
         else:
             delivery.status = Delivery.Status.FAILED
             failed.append(delivery)
     # All sent: one statement, atomic on its own, needs no transaction block.
-    with transaction.atomic() if soon or failed else nullcontext():
+    with transaction.atomic() if soon or failed or diverted else nullcontext():
+        taken = []
+        for delivery, wait in diverted:
+            hop = _next_eligible_hop(delivery, now, record_skips=False)
+            if hop is not None:
+                taken.append(hop)
+                continue
+            # No hop this recipient can take: failing it would lose it to the outage, so it
+            # waits for the breaker's next probe like a delivery with no backup at all.
+            delivery.attempts -= 1
+            _retry_after(delivery, wait, now, soon)
         bulk_set(Delivery, changed, RECORDED_FIELDS)
         for delivery_id, traffic, channel, wait in soon:
             enqueue.sends_on_commit([(delivery_id, traffic, channel)], countdown=wait)
+        enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in taken)
         fall_back(failed)
+
+
+def _retry_after(
+    delivery: Delivery, wait: float, now: datetime, soon: list[tuple[int, str, str, float]]
+) -> None:
+    """Short waits stay in the broker as a countdown; longer ones are parked in PostgreSQL."""
+    if wait <= settings.RETRY_PARK_AFTER_SECONDS:
+        delivery.status = Delivery.Status.PENDING
+        soon.append((delivery.id, delivery.traffic, delivery.channel, wait))
+    else:
+        delivery.status = Delivery.Status.DEFERRED
+        delivery.next_attempt_at = now + timedelta(seconds=wait)
 
 
 def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
     if outcome.error_kind == PERMANENT:
         return False
-    if outcome.error.startswith(CIRCUIT_OPEN) and _may_fall_back(delivery):
-        return False  # a backup provider or channel takes it at once
     if outcome.error.startswith((CIRCUIT_OPEN, RATE_LIMITED)):
         # Never tried: waiting for the breaker's next probe, or for the provider's send rate,
         # spends no attempt. With no backup, failing it would lose it to an outage.
@@ -126,8 +149,16 @@ def fall_back(failed: list[Delivery]) -> list[Delivery]:
     return created
 
 
-def _next_eligible_hop(delivery: Delivery, now: datetime) -> Delivery | None:
-    previous = delivery
+def _next_eligible_hop(
+    delivery: Delivery, now: datetime, *, record_skips: bool = True
+) -> Delivery | None:
+    """Save the first hop this recipient may take, after the ineligible ones it passes.
+
+    Ineligible hops are saved as skipped (support can read why); with ``record_skips``
+    false, only when an eligible hop follows them, so a delivery that waits instead keeps
+    its chain unspent.
+    """
+    passed: list[Delivery] = []
     for channel, provider in onward_hops(delivery):
         row = Delivery(
             notification=delivery.notification,
@@ -135,21 +166,29 @@ def _next_eligible_hop(delivery: Delivery, now: datetime) -> Delivery | None:
             channel=channel,
             provider=provider,
             traffic=delivery.traffic,
-            replaces=previous,
-            hop=previous.hop + 1,
             is_test=delivery.is_test,
             status_changed_at=now,
         )
-        if delivery.is_test:  # a staff member's own test send: no preferences apply
-            row.save()
+        # A staff member's own test send: no preferences apply.
+        reason = None if delivery.is_test else _decide(delivery, channel, now)
+        if reason is None or reason.allowed:
+            _save_chain(delivery, [*passed, row])
             return row
-        reason = decide(delivery.notification.type, [delivery.recipient], [channel], now)[0]
-        if reason.allowed:
-            row.save()
-            return row
-        # An ineligible hop is recorded as skipped (support can read why) and passed.
         row.status = Delivery.Status.SKIPPED
         row.skip_reason = reason.skip_reason
+        passed.append(row)
+    if record_skips:
+        _save_chain(delivery, passed)
+    return None
+
+
+def _decide(delivery: Delivery, channel: str, now: datetime) -> Decision:
+    return decide(delivery.notification.type, [delivery.recipient], [channel], now)[0]
+
+
+def _save_chain(delivery: Delivery, rows: list[Delivery]) -> None:
+    previous = delivery
+    for row in rows:
+        row.replaces, row.hop = previous, previous.hop + 1
         row.save()
         previous = row
-    return None

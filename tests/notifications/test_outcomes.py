@@ -389,3 +389,32 @@ def test_a_message_that_cannot_be_rendered_skips_its_channels_backup_providers()
     answer(delivery, Outcome.failed(delivery.id, PERMANENT, "render: 'dict' has no attribute"))
 
     assert hops(delivery) == [("sms", "sms", "pending")]
+
+
+def test_an_open_circuit_waits_when_every_onward_channel_is_one_the_recipient_cannot_take():
+    # The email providers are down and the sms fallback has no number to go to: failing the
+    # email now would lose it to an outage the next probe may find over.
+    delivery = sending(channel="email", attempts=1)
+    delivery.provider = "email-backup"
+    delivery.save()
+    delivery.recipient.phone = ""
+    delivery.recipient.save()
+    ntype = delivery.notification.type
+    ntype.channels, ntype.fallbacks = ["email"], {"email": ["sms"]}
+    ntype.save()
+
+    answer(
+        delivery,
+        Outcome.failed(delivery.id, TRANSIENT, "circuit open: email-backup", retry_after=30),
+    )
+
+    assert (delivery.status, delivery.attempts) == ("deferred", 0)
+    assert hops(delivery) == []  # no skipped hop either: the chain is not spent yet
+
+    # When its retries are spent for real, the skipped hop is recorded for support to read.
+    delivery.status, delivery.attempts = Delivery.Status.SENDING, 3
+    delivery.save()
+    answer(delivery, Outcome.failed(delivery.id, TRANSIENT, "timeout"))
+
+    assert delivery.status == "failed"
+    assert hops(delivery) == [("sms", "sms", "skipped")]
