@@ -8,6 +8,10 @@ sent, never tried -> sent again without a flag, in flight -> sent again flagged
 ``possible_duplicate``. At most one message per worker process is ever in flight, unless
 its provider takes a whole batch in one call.
 
+Each note names the attempt whose claim wrote it: a note left by an earlier attempt (this
+claim's own note lost to a Redis blip) says nothing of this one, so the sweeper reads only
+notes of the delivery's current attempt.
+
 Writing the journal never stops a send: when Redis is away the entries are missing, and the
 sweeper treats a delivery without entries as in doubt (flagged), as it would without one.
 """
@@ -15,7 +19,7 @@ sweeper treats a delivery without entries as in doubt (flagged), as it would wit
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 
 import redis
@@ -37,10 +41,22 @@ def _key(delivery_id: int) -> str:
     return f"clarion:journal:{delivery_id}"
 
 
+def _parse(value: bytes) -> tuple[str, int | None, str]:
+    """(state, attempt, provider message id) of a note; attempt None for an unnumbered note."""
+    head, _, message_id = value.decode().partition(":")
+    state, _, attempt = head.partition("@")
+    # Notes written before they carried an attempt (a batch sent across an upgrade).
+    return state, int(attempt) if attempt.isdigit() else None, message_id
+
+
 class SendJournal:
     def __init__(self) -> None:
         url = settings.REDIS_URL
         self.client = _client(url) if url else None
+        self.attempts: dict[int, int] = {}
+
+    def _note(self, delivery_id: int, state: str, message_id: str = "") -> tuple[int, str]:
+        return delivery_id, f"{state}@{self.attempts.get(delivery_id, 0)}:{message_id}"
 
     def _write(self, entries: Iterable[tuple[int, str]]) -> None:
         if self.client is None:
@@ -62,8 +78,10 @@ class SendJournal:
         log.warning("send journal unavailable; a crash now would flag this batch")
         self.client = None  # one warning per batch, then send without it
 
-    def claimed(self, delivery_ids: Iterable[int]) -> None:
-        self._write((i, CLAIMED) for i in delivery_ids)
+    def claimed(self, attempts: Mapping[int, int]) -> None:
+        """Note deliveries claimed, each with the attempt its claim counts."""
+        self.attempts.update(attempts)
+        self._write(self._note(i, CLAIMED) for i in attempts)
 
     def track(
         self, messages: list[Message], outcomes: Iterator[Outcome], *, whole_batch: bool = False
@@ -77,16 +95,16 @@ class SendJournal:
         stream = _Stream(self)
         try:
             if ids:
-                stream.write([(i, TRYING) for i in (ids if whole_batch else ids[:1])])
+                stream.write([self._note(i, TRYING) for i in (ids if whole_batch else ids[:1])])
             for index, outcome in enumerate(outcomes):
                 if outcome.sent:
-                    entries = [(outcome.delivery_id, f"{SENT}:{outcome.provider_message_id}")]
+                    entries = [self._note(outcome.delivery_id, SENT, outcome.provider_message_id)]
                 elif outcome.error_kind == AMBIGUOUS:
-                    entries = [(outcome.delivery_id, TRYING)]  # the provider may have it
+                    entries = [self._note(outcome.delivery_id, TRYING)]  # the provider may have it
                 else:
-                    entries = [(outcome.delivery_id, CLAIMED)]  # it never got there
+                    entries = [self._note(outcome.delivery_id, CLAIMED)]  # it never got there
                 if index + 1 < len(ids):
-                    entries.append((ids[index + 1], TRYING))
+                    entries.append(self._note(ids[index + 1], TRYING))
                 # This outcome, and the next message now in flight: written before it goes.
                 stream.write(entries)
                 yield outcome
@@ -147,19 +165,26 @@ class _Stream:
         self.journal.unavailable()
 
 
-def progress(delivery_ids: list[int]) -> dict[int, tuple[str, str]]:
-    """What the journal knows of each delivery: (state, provider message id); absent if nothing."""
+def progress(attempts: Mapping[int, int]) -> dict[int, tuple[str, str]]:
+    """What the journal knows of each delivery's current attempt: (state, provider message id).
+
+    ``attempts`` maps each delivery to the attempt its last claim counted; a delivery whose
+    note is absent, or was written by another attempt, is left out.
+    """
     client = SendJournal().client
-    if client is None or not delivery_ids:
+    if client is None or not attempts:
         return {}
+    ids = list(attempts)
     try:
-        values = client.mget([_key(i) for i in delivery_ids])
+        values = client.mget([_key(i) for i in ids])
     except redis.RedisError:
         log.warning("send journal unavailable to the sweeper; stuck deliveries count as in doubt")
         return {}
     found: dict[int, tuple[str, str]] = {}
-    for delivery_id, value in zip(delivery_ids, values, strict=True):
-        if value is not None:
-            state, _, message_id = value.decode().partition(":")
+    for delivery_id, value in zip(ids, values, strict=True):
+        if value is None:
+            continue
+        state, attempt, message_id = _parse(value)
+        if attempt is None or attempt == attempts[delivery_id]:
             found[delivery_id] = (state, message_id)
     return found

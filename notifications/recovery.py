@@ -92,7 +92,7 @@ def _sweep_sending(cutoff, now, limit: int) -> int:
             .filter(status=Delivery.Status.SENDING, claimed_at__lte=cutoff)
             .only("id", "traffic", "channel", "attempts")[:limit]
         )
-        known = journal.progress([d.id for d in stuck])
+        known = journal.progress({d.id: d.attempts for d in stuck})
         state = {d.id: known.get(d.id, ("", ""))[0] for d in stuck}
         for delivery in stuck:
             if state[delivery.id] == journal.SENT:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from unittest.mock import Mock
+
 import pytest
-from django.db.models import F
+import redis
 from django.test import TestCase
 
-from notifications import enqueue, recovery
+from notifications import enqueue, recovery, sending
 from notifications.journal import SendJournal
 from notifications.models import Delivery
 from tests.factories import NotificationFactory, NotificationTypeFactory, RecipientFactory
@@ -47,7 +49,7 @@ def batch():
         for _ in range(4)
     ]
     journal = SendJournal()
-    journal.claimed([d.id for d in rows])
+    journal.claimed({d.id: 1 for d in rows})
     yield rows
     journal.client.delete(*(f"clarion:journal:{d.id}" for d in rows))
 
@@ -57,11 +59,9 @@ def sweep() -> None:
         recovery.sweep_stuck()
 
 
-def lost_again(delivery: Delivery) -> None:
-    """Claimed once more and lost once more before anything was tried."""
-    Delivery.objects.filter(id=delivery.id).update(
-        status=Delivery.Status.SENDING, attempts=F("attempts") + 1
-    )
+def lost_again(delivery: Delivery, journal: SendJournal | None = None) -> None:
+    """Claimed once more (the sweep put it back to pending) and lost again at once."""
+    assert sending.claim([delivery.id], journal or SendJournal())
 
 
 def test_a_batch_lost_before_sending_goes_back_unflagged_one_task_each(batch, published):
@@ -92,7 +92,7 @@ def test_a_message_lost_before_sending_on_its_last_attempt_fails_and_falls_back(
 
 def test_a_message_lost_in_flight_on_its_last_attempt_fails_without_falling_back(batch, published):
     in_flight = batch[0]
-    SendJournal().client.set(f"clarion:journal:{in_flight.id}", "trying")
+    SendJournal().client.set(f"clarion:journal:{in_flight.id}", "trying@3:")
     Delivery.objects.filter(id=in_flight.id).update(attempts=3)
 
     sweep()
@@ -105,7 +105,7 @@ def test_a_message_lost_in_flight_on_its_last_attempt_fails_without_falling_back
 
 def test_a_message_the_provider_took_is_recorded_as_sent_and_not_queued(batch, published):
     taken = batch[0]
-    SendJournal().client.set(f"clarion:journal:{taken.id}", "sent:SM-1")
+    SendJournal().client.set(f"clarion:journal:{taken.id}", "sent@1:SM-1")
 
     sweep()
 
@@ -113,3 +113,25 @@ def test_a_message_the_provider_took_is_recorded_as_sent_and_not_queued(batch, p
     assert (taken.status, taken.provider_message_id) == ("sent", "SM-1")
     assert [taken.id] not in published
     assert len(published) == 3
+
+
+def test_a_note_left_by_an_earlier_attempt_does_not_vouch_for_the_last(
+    batch, published, monkeypatch
+):
+    lost = batch[0]
+    sweep()  # attempt 1 never reached the provider: its note says so
+    lost_again(lost)
+    sweep()  # nor did attempt 2
+    # Attempt 3's claim cannot write its note (a Redis blip), so attempt 2's stays; the
+    # message is then handed to the provider and the worker is lost.
+    journal = SendJournal()
+    monkeypatch.setattr(journal.client, "set", Mock(side_effect=redis.ConnectionError))
+    lost_again(lost, journal)
+    monkeypatch.undo()
+
+    sweep()
+
+    lost.refresh_from_db()
+    # The provider may have it: failed as in doubt, and no other channel sends it again.
+    assert (lost.status, lost.attempts, lost.error_kind) == ("failed", 3, "ambiguous")
+    assert not Delivery.objects.filter(replaces=lost).exists()
