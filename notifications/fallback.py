@@ -22,24 +22,29 @@ def chain(ntype: NotificationType, first_channel: str) -> list[tuple[str, str]]:
     return hops
 
 
-def first_channel(delivery: Delivery) -> str:
-    """The channel the chain started on (the first hop's channel)."""
-    hop = delivery
-    while hop.replaces_id is not None:
-        hop = hop.replaces
-    return hop.channel
+def path_to(delivery: Delivery) -> list[Delivery]:
+    """The chain's hops so far, from its first to this one."""
+    path = [delivery]
+    while path[-1].replaces_id is not None:
+        path.append(path[-1].replaces)
+    return path[::-1]
 
 
 def hops_after(delivery: Delivery) -> list[tuple[str, str]]:
     """The rest of the delivery's chain, in order."""
-    hops = chain(delivery.notification.type, first_channel(delivery))
+    path = path_to(delivery)
+    hops = chain(delivery.notification.type, path[0].channel)
     here = (delivery.channel, delivery.provider)
     if here in hops:
         return hops[hops.index(here) + 1 :]
     # Its provider was retired from CHANNEL_PROVIDERS (an ESP switched): the channel's
-    # current providers take over rather than the chain ending with nothing sent.
+    # current providers take over rather than the chain ending with nothing sent, except
+    # those this chain has already been through.
     channels = [channel for channel, _ in hops]
-    return hops[channels.index(delivery.channel) :] if delivery.channel in channels else []
+    if delivery.channel not in channels:
+        return []
+    used = {(hop.channel, hop.provider) for hop in path}
+    return [hop for hop in hops[channels.index(delivery.channel) :] if hop not in used]
 
 
 def onward_hops(delivery: Delivery) -> list[tuple[str, str]]:

@@ -418,3 +418,27 @@ def test_an_open_circuit_waits_when_every_onward_channel_is_one_the_recipient_ca
 
     assert delivery.status == "failed"
     assert hops(delivery) == [("sms", "sms", "skipped")]
+
+
+def test_a_retired_providers_fallback_never_goes_back_to_a_provider_the_chain_has_used():
+    # email failed, its backup hop went to an ESP since retired: the channel's current
+    # providers take over, but not the one that already failed this message.
+    first = sending(channel="email", attempts=1)
+    first.status, first.error_kind = Delivery.Status.FAILED, "permanent"
+    first.save()
+    delivery = Delivery.objects.create(
+        notification=first.notification,
+        recipient=first.recipient,
+        channel="email",
+        provider="old-esp",
+        traffic="transactional",
+        status=Delivery.Status.SENDING,
+        attempts=1,
+        replaces=first,
+        hop=1,
+    )
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "provider old-esp: not configured"))
+
+    onward = Delivery.objects.filter(replaces=delivery)
+    assert list(onward.values_list("channel", "provider")) == [("email", "email-backup")]
