@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from notifications.models import (
@@ -25,6 +26,7 @@ from notifications.models import (
 )
 
 from .compiling import CONTENT_SLOT
+from .locales import canonical_locale, locale_syntax
 from .models import Layout, Template, UtmParameters
 from .services import template_version_save
 from .validation import TemplateInvalid, syntax_problems
@@ -330,12 +332,23 @@ def _template_problems(channel: str, by_locale: Any, where: str) -> list[str]:
     if not isinstance(by_locale, dict) or not by_locale:
         return [f"{where}: must map a locale (en, fr, fr-CA...) to the template's parts"]
     problems = []
+    spellings: dict[str, str] = {}
     for locale, content in by_locale.items():
         here = f"{where}.{locale}"
         if not isinstance(locale, str) or not 2 <= len(locale) <= 16:
             # YAML reads a bare no: (Norwegian) as false: quote it, "no".
             problems.append(f"{here}: a locale is a quoted code of 2-16 characters (en, fr-CA)")
             continue
+        try:
+            locale_syntax(locale)
+        except ValidationError as exc:
+            problems.append(f"{here}: {exc.messages[0]}")
+            continue
+        spelled = canonical_locale(locale)
+        if spelled in spellings:
+            problems.append(f"{here}: the same locale as {spellings[spelled]} ({spelled})")
+            continue
+        spellings[spelled] = locale
         if not isinstance(content, dict):
             problems.append(f"{here}: must be a mapping of parts")
             continue

@@ -7,6 +7,8 @@ from django.db import models
 
 from notifications.models import Channel, NotificationType
 
+from .locales import LocaleField
+
 
 class Layout(models.Model):
     """A shared email wrapper (header and footer) around a template's content."""
@@ -31,7 +33,7 @@ class Template(models.Model):
         NotificationType, on_delete=models.CASCADE, related_name="templates"
     )
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    locale = models.CharField(max_length=16, default="en")
+    locale = LocaleField(max_length=16, default="en")
     layout = models.ForeignKey(Layout, null=True, blank=True, on_delete=models.SET_NULL)
     current_version = models.ForeignKey(
         "TemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

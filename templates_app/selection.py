@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from .locales import locale_key
 from .models import Template, TemplateVersion
-
-
-def locale_key(locale: str) -> str:
-    """One spelling per locale: "fr_CA", "FR-ca" and "fr-CA" name the same one."""
-    return locale.strip().replace("_", "-").lower()
 
 
 def locale_chain(locale: str) -> list[str]:

@@ -92,6 +92,16 @@ def test_type_fields_are_updated_in_place():
         (lambda d: d["types"][0]["templates"]["sms"]["en"].update(html="x"), "unknown parts"),
         (lambda d: d["types"][0]["templates"].pop("sms"), "no sms template"),
         (lambda d: d["types"].append(copy.deepcopy(d["types"][0])), "key appears twice"),
+        (
+            lambda d: d["types"][0]["templates"]["sms"].update(
+                {"EN": d["types"][0]["templates"]["sms"]["en"]}
+            ),
+            "the same locale as",
+        ),
+        (
+            lambda d: d["types"][0]["templates"]["sms"].update({"en us": {"text": "x"}}),
+            "A locale is a language code",
+        ),
     ],
 )
 def test_a_bad_catalog_is_refused_whole_with_the_place_of_the_problem(tmp_path, edit, problem):
