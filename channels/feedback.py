@@ -111,14 +111,23 @@ def apply_parked(limit: int = 500) -> int:
             .filter(Exists(recorded) | Q(received_at__lt=give_up))
             .order_by("received_at")[:limit]
         )
-        for report in ready:
+        applied = [report for report in ready if _apply_parked_report(report)]
+        ProviderEvent.objects.filter(id__in=[report.id for report in applied]).update(parked=False)
+    return len(applied)
+
+
+def _apply_parked_report(report: ProviderEvent) -> bool:
+    """Apply one report in its own savepoint: one that cannot be applied holds back no other."""
+    try:
+        with transaction.atomic():
             if report.provider == TWILIO:
                 _apply_sms_status(report.detail, may_wait=False)
             else:
                 _apply_email(report.provider, report.message_id, report.detail, may_wait=False)
-            report.parked = False
-        ProviderEvent.objects.bulk_update(ready, ["parked"])
-    return len(ready)
+    except Exception:  # noqa: BLE001 - stays parked and is tried again on the next run
+        log.exception("parked %s report %s could not be applied", report.provider, report.id)
+        return False
+    return True
 
 
 # --- Email, through anymail's tracking webhooks -------------------------------------------

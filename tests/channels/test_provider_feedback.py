@@ -401,3 +401,32 @@ def test_a_report_on_a_message_clarion_never_sent_is_applied_to_its_address_afte
         clock.reset()
 
     assert Suppression.objects.get().reason == "hard_bounce"
+
+
+def test_a_parked_report_that_cannot_be_applied_holds_back_no_other(monkeypatch):
+    from channels import feedback
+
+    first = sending_delivery("email", email="first@example.com")
+    second = sending_delivery("email", email="second@example.com")
+    postmark(bounced("pm-first", "first@example.com"))
+    postmark(bounced("pm-second", "second@example.com"))
+    batch_records(first, "pm-first")
+    batch_records(second, "pm-second")
+    apply_email = feedback._apply_email
+
+    def fails_on_first(esp_name, message_id, said, *, may_wait):
+        if message_id == "pm-first":
+            raise ValueError("a report nobody foresaw")
+        return apply_email(esp_name, message_id, said, may_wait=may_wait)
+
+    monkeypatch.setattr(feedback, "_apply_email", fails_on_first)
+    assert feedback.apply_parked() == 1
+
+    second.refresh_from_db()
+    first.refresh_from_db()
+    assert (first.status, second.status) == ("sent", "bounced")
+    # Still parked, with nothing of it half applied: the next run tries it again.
+    monkeypatch.undo()
+    assert feedback.apply_parked() == 1
+    first.refresh_from_db()
+    assert first.status == "bounced"
