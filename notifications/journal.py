@@ -8,9 +8,10 @@ sent, never tried -> sent again without a flag, in flight -> sent again flagged
 ``possible_duplicate``. At most one message per worker process is ever in flight, unless
 its provider takes a whole batch in one call.
 
-Each note names the attempt whose claim wrote it: a note left by an earlier attempt (this
-claim's own note lost to a Redis blip) says nothing of this one, so the sweeper reads only
-notes of the delivery's current attempt.
+Each claim keeps its notes under its own key, named by the claim's time (``claimed_at``,
+which every claim sets anew): a note left by an earlier claim, when this claim's own was
+lost to a Redis blip, says nothing of this one. An attempt number would not do: an attempt
+never tried (rate limited, circuit open) is given back, and the next claim counts it again.
 
 Writing the journal never stops a send: when Redis is away the entries are missing, and the
 sweeper treats a delivery without entries as in doubt (flagged), as it would without one.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 import redis
@@ -37,39 +39,37 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
-def _key(delivery_id: int) -> str:
-    return f"clarion:journal:{delivery_id}"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _parse(value: bytes) -> tuple[str, int | None, str]:
-    """(state, attempt, provider message id) of a note; attempt None for an unnumbered note."""
-    head, _, message_id = value.decode().partition(":")
-    state, _, attempt = head.partition("@")
-    # Notes written before they carried an attempt (a batch sent across an upgrade).
-    return state, int(attempt) if attempt.isdigit() else None, message_id
+def note_key(delivery_id: int, claimed_at: datetime | None) -> str:
+    """Where one claim of a delivery keeps its note."""
+    claim = (claimed_at - _EPOCH) // timedelta(microseconds=1) if claimed_at else 0
+    return f"clarion:journal:{delivery_id}:{claim}"
 
 
 class SendJournal:
     def __init__(self) -> None:
         url = settings.REDIS_URL
         self.client = _client(url) if url else None
-        self.attempts: dict[int, int] = {}
+        self.claims: dict[int, datetime] = {}
 
-    def _note(self, delivery_id: int, state: str, message_id: str = "") -> tuple[int, str]:
-        return delivery_id, f"{state}@{self.attempts.get(delivery_id, 0)}:{message_id}"
+    def _note(self, delivery_id: int, state: str, message_id: str = "") -> tuple[str, str]:
+        key = note_key(delivery_id, self.claims.get(delivery_id))
+        return key, f"{state}:{message_id}" if message_id else state
 
-    def _write(self, entries: Iterable[tuple[int, str]]) -> None:
+    def _write(self, entries: Iterable[tuple[str, str]]) -> None:
         if self.client is None:
             return
         entries = list(entries)
         ttl = settings.SEND_JOURNAL_TTL_SECONDS
         try:
             if len(entries) == 1:  # most writes: a pipeline would only add its own cost
-                self.client.set(_key(entries[0][0]), entries[0][1], ex=ttl)
+                self.client.set(*entries[0], ex=ttl)
                 return
             pipe = self.client.pipeline(transaction=False)
-            for delivery_id, state in entries:
-                pipe.set(_key(delivery_id), state, ex=ttl)
+            for key, note in entries:
+                pipe.set(key, note, ex=ttl)
             pipe.execute()
         except redis.RedisError:
             self.unavailable()
@@ -78,10 +78,10 @@ class SendJournal:
         log.warning("send journal unavailable; a crash now would flag this batch")
         self.client = None  # one warning per batch, then send without it
 
-    def claimed(self, attempts: Mapping[int, int]) -> None:
-        """Note deliveries claimed, each with the attempt its claim counts."""
-        self.attempts.update(attempts)
-        self._write(self._note(i, CLAIMED) for i in attempts)
+    def claimed(self, claims: Mapping[int, datetime]) -> None:
+        """Note deliveries claimed, each with its claim's ``claimed_at``."""
+        self.claims.update(claims)
+        self._write(self._note(i, CLAIMED) for i in claims)
 
     def track(
         self, messages: list[Message], outcomes: Iterator[Outcome], *, whole_batch: bool = False
@@ -133,11 +133,11 @@ class _Stream:
             except redis.RedisError:
                 journal.unavailable()
 
-    def write(self, entries: list[tuple[int, str]]) -> None:
+    def write(self, entries: list[tuple[str, str]]) -> None:
         if self.connection is None:
             return
         ttl = settings.SEND_JOURNAL_TTL_SECONDS
-        commands = [("SET", _key(i), state, "EX", ttl) for i, state in entries]
+        commands = [("SET", key, note, "EX", ttl) for key, note in entries]
         try:
             self.connection.send_packed_command(self.connection.pack_commands(commands))
         except redis.RedisError:
@@ -165,26 +165,24 @@ class _Stream:
         self.journal.unavailable()
 
 
-def progress(attempts: Mapping[int, int]) -> dict[int, tuple[str, str]]:
-    """What the journal knows of each delivery's current attempt: (state, provider message id).
+def progress(claims: Mapping[int, datetime]) -> dict[int, tuple[str, str]]:
+    """What the journal knows of each delivery's last claim: (state, provider message id).
 
-    ``attempts`` maps each delivery to the attempt its last claim counted; a delivery whose
-    note is absent, or was written by another attempt, is left out.
+    ``claims`` maps each delivery to its ``claimed_at``; a delivery with no note of that
+    claim is left out.
     """
     client = SendJournal().client
-    if client is None or not attempts:
+    if client is None or not claims:
         return {}
-    ids = list(attempts)
+    ids = list(claims)
     try:
-        values = client.mget([_key(i) for i in ids])
+        values = client.mget([note_key(i, claims[i]) for i in ids])
     except redis.RedisError:
         log.warning("send journal unavailable to the sweeper; stuck deliveries count as in doubt")
         return {}
     found: dict[int, tuple[str, str]] = {}
     for delivery_id, value in zip(ids, values, strict=True):
-        if value is None:
-            continue
-        state, attempt, message_id = _parse(value)
-        if attempt is None or attempt == attempts[delivery_id]:
+        if value is not None:
+            state, _, message_id = value.decode().partition(":")
             found[delivery_id] = (state, message_id)
     return found

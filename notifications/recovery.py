@@ -90,9 +90,9 @@ def _sweep_sending(cutoff, now, limit: int) -> int:
         stuck = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=Delivery.Status.SENDING, claimed_at__lte=cutoff)
-            .only("id", "traffic", "channel", "attempts")[:limit]
+            .only("id", "traffic", "channel", "attempts", "claimed_at")[:limit]
         )
-        known = journal.progress({d.id: d.attempts for d in stuck})
+        known = journal.progress({d.id: d.claimed_at for d in stuck})
         state = {d.id: known.get(d.id, ("", ""))[0] for d in stuck}
         for delivery in stuck:
             if state[delivery.id] == journal.SENT:

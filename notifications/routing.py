@@ -155,7 +155,7 @@ def _send_after_commit(claimed: list[Delivery]) -> None:
 
     journal = SendJournal()
     # Noted before the claim commits, as sending.claim does: the sweeper reads it.
-    journal.claimed({d.id: d.attempts for d in claimed})
+    journal.claimed({d.id: d.claimed_at for d in claimed})
     transaction.on_commit(lambda: send_claimed(claimed, journal), robust=True)
 
 

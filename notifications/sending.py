@@ -38,17 +38,16 @@ def claim(delivery_ids: list[int], journal: SendJournal | None = None) -> list[D
     """Move pending deliveries to sending and return them, each to exactly one caller."""
     now = clock.now()
     with transaction.atomic():
-        attempts = dict(
+        ids = list(
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(id__in=delivery_ids, status=Delivery.Status.PENDING)
-            .values_list("id", "attempts")
+            .values_list("id", flat=True)
         )
-        if not attempts:
+        if not ids:
             return []
-        ids = list(attempts)
         if journal is not None:
             # Noted before the claim commits: a claimed delivery always has its entry.
-            journal.claimed({i: n + 1 for i, n in attempts.items()})
+            journal.claimed(dict.fromkeys(ids, now))
         Delivery.objects.filter(id__in=ids).update(
             status=Delivery.Status.SENDING,
             attempts=F("attempts") + 1,

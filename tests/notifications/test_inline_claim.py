@@ -32,12 +32,12 @@ def test_routing_claims_a_receipt_and_notes_it_in_the_journal_before_it_commits(
     delivery = Delivery.objects.get(notification=notification)
     assert (delivery.status, delivery.attempts) == ("sending", 1)
     assert delivery.claimed_at is not None
-    assert journal.progress({delivery.id: 1}) == {delivery.id: ("claimed", "")}
+    assert journal.progress({delivery.id: delivery.claimed_at}) == {delivery.id: ("claimed", "")}
     for callback in sends:
         callback()
     delivery.refresh_from_db()
     assert delivery.status == "sent"
-    assert journal.progress({delivery.id: 1})[delivery.id][0] == "sent"
+    assert journal.progress({delivery.id: delivery.claimed_at})[delivery.id][0] == "sent"
 
 
 def test_an_event_larger_than_a_send_batch_is_queued_not_claimed(settings):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from channels.base import AMBIGUOUS, Message, Outcome, send_stream
@@ -13,24 +15,28 @@ def messages(*ids: int) -> list[Message]:
     return [Message(delivery_id=i, to=f"p{i}@example.com", content={}) for i in ids]
 
 
-def claimed(*ids: int) -> SendJournal:
-    """A batch's journal after its claim counted each delivery's first attempt."""
+CLAIMED_AT = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
+
+
+def claimed(*ids: int, at: datetime = CLAIMED_AT) -> SendJournal:
+    """A batch's journal after its claim."""
     tracker = SendJournal()
-    tracker.claimed({i: 1 for i in ids})
+    tracker.claimed(dict.fromkeys(ids, at))
     return tracker
 
 
-def first_attempts(ids: list[int]) -> dict[int, int]:
-    return {i: 1 for i in ids}
+def claims(ids: list[int], at: datetime = CLAIMED_AT) -> dict[int, datetime]:
+    return dict.fromkeys(ids, at)
 
 
 @pytest.fixture
 def clean_journal():
     ids = [9001, 9002, 9003]
     client = SendJournal().client
-    client.delete(*(f"clarion:journal:{i}" for i in ids))
     yield ids
-    client.delete(*(f"clarion:journal:{i}" for i in ids))
+    for i in ids:
+        for key in client.scan_iter(f"clarion:journal:{i}:*"):
+            client.delete(key)
 
 
 def test_each_outcome_and_the_message_after_it_are_noted(clean_journal):
@@ -40,7 +46,7 @@ def test_each_outcome_and_the_message_after_it_are_noted(clean_journal):
 
     assert [o.delivery_id for o in passed] == [first, second]
     # The third was next in flight when the provider stopped answering: it may have gone.
-    assert journal.progress(first_attempts(clean_journal)) == {
+    assert journal.progress(claims(clean_journal)) == {
         first: ("sent", "m-1"),
         second: ("trying", ""),
         third: ("trying", ""),
@@ -58,8 +64,8 @@ def test_a_batch_cut_short_leaves_the_connection_clean_for_the_next(clean_journa
     # command on it gets its own answer, not one left over from the batch.
     client = SendJournal().client
     for _ in range(5):
-        assert client.get(f"clarion:journal:{first}") == b"sent@1:m-1"
-    assert journal.progress({second: 1})[second][0] == "trying"
+        assert client.get(journal.note_key(first, CLAIMED_AT)) == b"sent:m-1"
+    assert journal.progress(claims([second]))[second][0] == "trying"
 
 
 def test_without_redis_the_batch_is_sent_and_noted_nowhere(settings, clean_journal):
@@ -85,17 +91,18 @@ def test_a_whole_batch_provider_finds_every_message_noted_in_flight(clean_journa
         list(tracker.track(batch, send_stream(BatchProvider(), batch), whole_batch=True))
 
     # Any of them may have gone: the sweeper must flag them all, not resend them as untried.
-    assert journal.progress(first_attempts(clean_journal)) == {
-        i: ("trying", "") for i in clean_journal
-    }
+    assert journal.progress(claims(clean_journal)) == {i: ("trying", "") for i in clean_journal}
 
 
-def test_a_note_speaks_only_for_the_attempt_that_wrote_it(clean_journal):
-    first, second, third = clean_journal
+def test_a_note_speaks_only_for_the_claim_that_wrote_it(clean_journal):
+    first, second, _ = clean_journal
     list(claimed(first).track(messages(first), iter([Outcome.ok(first, "m:1")])))
-    SendJournal().client.set(f"clarion:journal:{second}", "trying")  # written before attempts
+    claimed(second)  # never sent: noted as claimed
+    later = CLAIMED_AT + timedelta(microseconds=1)
 
-    # A note of attempt 1 says nothing of attempt 2 (its own note was lost); an unnumbered
-    # note is taken as it was written.
-    assert journal.progress({first: 2, second: 3, third: 1}) == {second: ("trying", "")}
-    assert journal.progress({first: 1}) == {first: ("sent", "m:1")}
+    # A later claim (its own note lost) learns nothing from the earlier claim's notes.
+    assert journal.progress({first: later, second: later}) == {}
+    assert journal.progress(claims([first, second])) == {
+        first: ("sent", "m:1"),
+        second: ("claimed", ""),
+    }

@@ -8,8 +8,10 @@ import pytest
 import redis
 from django.test import TestCase
 
-from notifications import enqueue, recovery, sending
-from notifications.journal import SendJournal
+from channels.base import TRANSIENT, Outcome
+from notifications import enqueue, outcomes, recovery, sending
+from notifications.dispatch import RATE_LIMITED
+from notifications.journal import SendJournal, note_key
 from notifications.models import Delivery
 from tests.factories import NotificationFactory, NotificationTypeFactory, RecipientFactory
 
@@ -49,9 +51,11 @@ def batch():
         for _ in range(4)
     ]
     journal = SendJournal()
-    journal.claimed({d.id: 1 for d in rows})
+    journal.claimed({d.id: d.claimed_at for d in rows})
     yield rows
-    journal.client.delete(*(f"clarion:journal:{d.id}" for d in rows))
+    for d in rows:
+        for key in journal.client.scan_iter(f"clarion:journal:{d.id}:*"):
+            journal.client.delete(key)
 
 
 def sweep() -> None:
@@ -62,6 +66,12 @@ def sweep() -> None:
 def lost_again(delivery: Delivery, journal: SendJournal | None = None) -> None:
     """Claimed once more (the sweep put it back to pending) and lost again at once."""
     assert sending.claim([delivery.id], journal or SendJournal())
+
+
+def journal_with_redis_down() -> SendJournal:
+    journal = SendJournal()
+    journal.client = Mock(set=Mock(side_effect=redis.ConnectionError))
+    return journal
 
 
 def test_a_batch_lost_before_sending_goes_back_unflagged_one_task_each(batch, published):
@@ -92,7 +102,7 @@ def test_a_message_lost_before_sending_on_its_last_attempt_fails_and_falls_back(
 
 def test_a_message_lost_in_flight_on_its_last_attempt_fails_without_falling_back(batch, published):
     in_flight = batch[0]
-    SendJournal().client.set(f"clarion:journal:{in_flight.id}", "trying@3:")
+    SendJournal().client.set(note_key(in_flight.id, in_flight.claimed_at), "trying")
     Delivery.objects.filter(id=in_flight.id).update(attempts=3)
 
     sweep()
@@ -105,7 +115,7 @@ def test_a_message_lost_in_flight_on_its_last_attempt_fails_without_falling_back
 
 def test_a_message_the_provider_took_is_recorded_as_sent_and_not_queued(batch, published):
     taken = batch[0]
-    SendJournal().client.set(f"clarion:journal:{taken.id}", "sent@1:SM-1")
+    SendJournal().client.set(note_key(taken.id, taken.claimed_at), "sent:SM-1")
 
     sweep()
 
@@ -115,19 +125,14 @@ def test_a_message_the_provider_took_is_recorded_as_sent_and_not_queued(batch, p
     assert len(published) == 3
 
 
-def test_a_note_left_by_an_earlier_attempt_does_not_vouch_for_the_last(
-    batch, published, monkeypatch
-):
+def test_a_note_left_by_an_earlier_attempt_does_not_vouch_for_the_last(batch, published):
     lost = batch[0]
     sweep()  # attempt 1 never reached the provider: its note says so
     lost_again(lost)
     sweep()  # nor did attempt 2
     # Attempt 3's claim cannot write its note (a Redis blip), so attempt 2's stays; the
     # message is then handed to the provider and the worker is lost.
-    journal = SendJournal()
-    monkeypatch.setattr(journal.client, "set", Mock(side_effect=redis.ConnectionError))
-    lost_again(lost, journal)
-    monkeypatch.undo()
+    lost_again(lost, journal_with_redis_down())
 
     sweep()
 
@@ -135,3 +140,21 @@ def test_a_note_left_by_an_earlier_attempt_does_not_vouch_for_the_last(
     # The provider may have it: failed as in doubt, and no other channel sends it again.
     assert (lost.status, lost.attempts, lost.error_kind) == ("failed", 3, "ambiguous")
     assert not Delivery.objects.filter(replaces=lost).exists()
+
+
+def test_an_attempt_given_back_and_counted_again_is_not_vouched_for_by_its_old_note(
+    batch, published
+):
+    # Held back by the send rate, the claim's attempt is given back: the next claim counts
+    # attempt 1 again. Its own note is lost to a Redis blip; the first claim's is not.
+    lost = Delivery.objects.select_related("notification__type", "recipient").get(id=batch[0].id)
+    held_back = Outcome.failed(lost.id, TRANSIENT, f"{RATE_LIMITED}: sms")
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        outcomes.record({lost.id: lost}, [held_back])
+    lost_again(lost, journal_with_redis_down())
+
+    sweep()
+
+    lost.refresh_from_db()
+    assert (lost.status, lost.attempts, lost.possible_duplicate) == ("pending", 1, True)
+    assert [lost.id] in published
