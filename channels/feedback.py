@@ -17,9 +17,10 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from notifications import clock
 from notifications.models import Channel, Delivery, Recipient
@@ -109,22 +110,30 @@ def apply_parked(limit: int = 500) -> int:
             ProviderEvent.objects.select_for_update(skip_locked=True)
             .filter(parked=True)
             .filter(Exists(recorded) | Q(received_at__lt=give_up))
-            .order_by("received_at")[:limit]
+            .order_by("failures", "received_at")[:limit]
         )
-        applied = [report for report in ready if _apply_parked_report(report)]
-        ProviderEvent.objects.filter(id__in=[report.id for report in applied]).update(parked=False)
+        applied = {report.id for report in ready if _apply_parked_report(report)}
+        ProviderEvent.objects.filter(id__in=applied).update(parked=False)
+        ProviderEvent.objects.filter(id__in={report.id for report in ready} - applied).update(
+            failures=F("failures") + 1
+        )
     return len(applied)
 
 
 def _apply_parked_report(report: ProviderEvent) -> bool:
-    """Apply one report in its own savepoint: one that cannot be applied holds back no other."""
+    """Apply one report in its own savepoint: one that cannot be applied holds back no other.
+
+    It stays parked, counted in ``failures``, and comes after every report yet to fail.
+    """
     try:
         with transaction.atomic():
             if report.provider == TWILIO:
                 _apply_sms_status(report.detail, may_wait=False)
             else:
                 _apply_email(report.provider, report.message_id, report.detail, may_wait=False)
-    except Exception:  # noqa: BLE001 - stays parked and is tried again on the next run
+    except SoftTimeLimitExceeded:
+        raise  # the task ran out of time, not this report
+    except Exception:  # noqa: BLE001 - stays parked and is tried again on later runs
         log.exception("parked %s report %s could not be applied", report.provider, report.id)
         return False
     return True

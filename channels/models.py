@@ -22,6 +22,9 @@ class ProviderEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     detail = models.JSONField(default=dict, blank=True)
     parked = models.BooleanField(default=False)
+    # Times applying this parked report raised: it is tried again after the others. A database
+    # default too, so rows inserted by processes not yet upgraded are valid.
+    failures = models.IntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [

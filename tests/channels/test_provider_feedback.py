@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
+from channels.models import ProviderEvent
 from notifications import clock
 from notifications.models import Delivery
 from preferences.addresses import address_hash
@@ -425,8 +426,33 @@ def test_a_parked_report_that_cannot_be_applied_holds_back_no_other(monkeypatch)
     second.refresh_from_db()
     first.refresh_from_db()
     assert (first.status, second.status) == ("sent", "bounced")
-    # Still parked, with nothing of it half applied: the next run tries it again.
+    # Still parked, with nothing of it half applied: a later run tries it again.
     monkeypatch.undo()
     assert feedback.apply_parked() == 1
     first.refresh_from_db()
     assert first.status == "bounced"
+
+
+def test_reports_that_keep_failing_go_after_the_others(monkeypatch):
+    from channels import feedback
+
+    first = sending_delivery("email", email="first@example.com")
+    second = sending_delivery("email", email="second@example.com")
+    postmark(bounced("pm-first", "first@example.com"))
+    postmark(bounced("pm-second", "second@example.com"))
+    batch_records(first, "pm-first")
+    batch_records(second, "pm-second")
+    apply_email = feedback._apply_email
+
+    def fails_on_first(esp_name, message_id, said, *, may_wait):
+        if message_id == "pm-first":
+            raise ValueError("a report nobody foresaw")
+        return apply_email(esp_name, message_id, said, may_wait=may_wait)
+
+    monkeypatch.setattr(feedback, "_apply_email", fails_on_first)
+    # One report a run: the older one fails first, then waits behind the one not yet tried.
+    assert [feedback.apply_parked(limit=1) for _ in range(3)] == [0, 1, 0]
+
+    second.refresh_from_db()
+    assert second.status == "bounced"
+    assert ProviderEvent.objects.get(message_id="pm-first", parked=True).failures == 2
