@@ -31,20 +31,24 @@ def path_to(delivery: Delivery) -> list[Delivery]:
 
 
 def hops_after(delivery: Delivery) -> list[tuple[str, str]]:
-    """The rest of the delivery's chain, in order."""
+    """The rest of the delivery's chain, in order, less the hops it has already been through.
+
+    The chain is read from today's settings: a provider since moved behind this one, or a
+    retired one replaced, must not take the message a second time.
+    """
     path = path_to(delivery)
     hops = chain(delivery.notification.type, path[0].channel)
     here = (delivery.channel, delivery.provider)
     if here in hops:
-        return hops[hops.index(here) + 1 :]
-    # Its provider was retired from CHANNEL_PROVIDERS (an ESP switched): the channel's
-    # current providers take over rather than the chain ending with nothing sent, except
-    # those this chain has already been through.
-    channels = [channel for channel, _ in hops]
-    if delivery.channel not in channels:
+        rest = hops[hops.index(here) + 1 :]
+    elif delivery.channel in (channels := [channel for channel, _ in hops]):
+        # Its provider was retired from CHANNEL_PROVIDERS (an ESP switched): the channel's
+        # current providers take over rather than the chain ending with nothing sent.
+        rest = hops[channels.index(delivery.channel) :]
+    else:
         return []
     used = {(hop.channel, hop.provider) for hop in path}
-    return [hop for hop in hops[channels.index(delivery.channel) :] if hop not in used]
+    return [hop for hop in rest if hop not in used]
 
 
 def onward_hops(delivery: Delivery) -> list[tuple[str, str]]:

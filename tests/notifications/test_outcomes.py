@@ -442,3 +442,30 @@ def test_a_retired_providers_fallback_never_goes_back_to_a_provider_the_chain_ha
 
     onward = Delivery.objects.filter(replaces=delivery)
     assert list(onward.values_list("channel", "provider")) == [("email", "email-backup")]
+
+
+def test_a_chain_never_goes_back_to_a_provider_it_used_when_providers_are_reordered(settings):
+    # email failed, then email-backup took over; the operator now lists the backup first.
+    first = sending(channel="email", attempts=1)
+    first.status, first.error_kind = Delivery.Status.FAILED, "permanent"
+    first.save()
+    ntype = first.notification.type
+    ntype.channels, ntype.fallbacks = ["email"], {"email": ["sms"]}
+    ntype.save()
+    delivery = Delivery.objects.create(
+        notification=first.notification,
+        recipient=first.recipient,
+        channel="email",
+        provider="email-backup",
+        traffic="transactional",
+        status=Delivery.Status.SENDING,
+        attempts=1,
+        replaces=first,
+        hop=1,
+    )
+    settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "email": ["email-backup", "email"]}
+
+    answer(delivery, Outcome.failed(delivery.id, PERMANENT, "hard bounce"))
+
+    onward = Delivery.objects.filter(replaces=delivery)
+    assert list(onward.values_list("channel", "provider")) == [("sms", "sms")]
