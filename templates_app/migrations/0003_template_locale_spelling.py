@@ -10,7 +10,8 @@ def respell_locales(apps, schema_editor):
         spelled = templates_app.locales.canonical_locale(template.locale)
         if spelled == template.locale:
             continue
-        # Two spellings of one locale already exist: left for staff to merge in the admin.
+        # Two spellings of one locale already exist: both are kept for staff to choose, in the
+        # admin, which to delete (sending already picked either one).
         taken = Template.objects.filter(
             notification_type_id=template.notification_type_id,
             channel=template.channel,
