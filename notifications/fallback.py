@@ -73,8 +73,3 @@ def onward_hops(delivery: Delivery) -> list[tuple[str, str]]:
         ).values_list("channel", flat=True)
     )
     return [hop for hop in rest if hop[0] == delivery.channel or hop[0] not in reached]
-
-
-def next_hop(delivery: Delivery) -> tuple[str, str] | None:
-    rest = onward_hops(delivery)
-    return rest[0] if rest else None

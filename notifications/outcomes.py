@@ -26,7 +26,7 @@ from preferences.eligibility import Decision, decide
 from . import clock, enqueue
 from .bulk import bulk_set
 from .dispatch import CIRCUIT_OPEN, RATE_LIMITED
-from .fallback import next_hop, onward_hops
+from .fallback import onward_hops
 from .models import Delivery
 
 RECORDED_FIELDS = [
@@ -56,7 +56,7 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
     now = clock.now()
     soon: list[tuple[int, str, str, float]] = []
     failed: list[Delivery] = []
-    diverted: list[tuple[Delivery, float]] = []
+    diverted: list[tuple[Delivery, Outcome]] = []
     changed: list[Delivery] = []
     for outcome in results:
         delivery = deliveries[outcome.delivery_id]
@@ -73,30 +73,27 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
         delivery.error_message = outcome.error
         if outcome.error_kind == AMBIGUOUS:
             delivery.possible_duplicate = True
-        if outcome.error.startswith(CIRCUIT_OPEN) and _may_fall_back(delivery):
+        if outcome.error.startswith(CIRCUIT_OPEN) and not delivery.possible_duplicate:
             # A backup provider or channel takes it at once, if one will for this recipient.
+            # (The provider may have a flagged delivery: another would send it twice.)
             delivery.status = Delivery.Status.FAILED
-            diverted.append((delivery, outcome.retry_after or backoff_seconds(0)))
+            diverted.append((delivery, outcome))
         elif _should_retry(delivery, outcome):
-            wait = (
-                outcome.retry_after if outcome.retry_after else backoff_seconds(delivery.attempts)
-            )
-            _retry_after(delivery, wait, now, soon)
+            _retry_after(delivery, outcome, now, soon)
         else:
             delivery.status = Delivery.Status.FAILED
             failed.append(delivery)
     # All sent: one statement, atomic on its own, needs no transaction block.
     with transaction.atomic() if soon or failed or diverted else nullcontext():
         taken = []
-        for delivery, wait in diverted:
+        for delivery, outcome in diverted:
             hop = _next_eligible_hop(delivery, now, record_skips=False)
             if hop is not None:
                 taken.append(hop)
-                continue
-            # No hop this recipient can take: failing it would lose it to the outage, so it
-            # waits for the breaker's next probe like a delivery with no backup at all.
-            delivery.attempts -= 1
-            _retry_after(delivery, wait, now, soon)
+            elif _should_retry(delivery, outcome):
+                # No hop this recipient can take: it waits for the breaker's next probe like a
+                # delivery with no backup at all, rather than being lost to the outage.
+                _retry_after(delivery, outcome, now, soon)
         bulk_set(Delivery, changed, RECORDED_FIELDS)
         for delivery_id, traffic, channel, wait in soon:
             enqueue.sends_on_commit([(delivery_id, traffic, channel)], countdown=wait)
@@ -105,9 +102,10 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
 
 
 def _retry_after(
-    delivery: Delivery, wait: float, now: datetime, soon: list[tuple[int, str, str, float]]
+    delivery: Delivery, outcome: Outcome, now: datetime, soon: list[tuple[int, str, str, float]]
 ) -> None:
     """Short waits stay in the broker as a countdown; longer ones are parked in PostgreSQL."""
+    wait = outcome.retry_after if outcome.retry_after else backoff_seconds(delivery.attempts)
     if wait <= settings.RETRY_PARK_AFTER_SECONDS:
         delivery.status = Delivery.Status.PENDING
         soon.append((delivery.id, delivery.traffic, delivery.channel, wait))
@@ -125,11 +123,6 @@ def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
         delivery.attempts -= 1
         return True
     return delivery.attempts < settings.MAX_ATTEMPTS.get(delivery.channel, 5)
-
-
-def _may_fall_back(delivery: Delivery) -> bool:
-    # The provider may have a flagged delivery: another provider or channel would send it twice.
-    return not delivery.possible_duplicate and next_hop(delivery) is not None
 
 
 def fall_back(failed: list[Delivery]) -> list[Delivery]:

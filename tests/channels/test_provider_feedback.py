@@ -404,7 +404,8 @@ def test_a_report_on_a_message_clarion_never_sent_is_applied_to_its_address_afte
     assert Suppression.objects.get().reason == "hard_bounce"
 
 
-def test_a_parked_report_that_cannot_be_applied_holds_back_no_other(monkeypatch):
+def two_parked_bounces_the_first_failing(monkeypatch) -> tuple[Delivery, Delivery]:
+    """Two bounces parked ahead of their batch, then recorded; applying the first raises."""
     from channels import feedback
 
     first = sending_delivery("email", email="first@example.com")
@@ -421,6 +422,13 @@ def test_a_parked_report_that_cannot_be_applied_holds_back_no_other(monkeypatch)
         return apply_email(esp_name, message_id, said, may_wait=may_wait)
 
     monkeypatch.setattr(feedback, "_apply_email", fails_on_first)
+    return first, second
+
+
+def test_a_parked_report_that_cannot_be_applied_holds_back_no_other(monkeypatch):
+    from channels import feedback
+
+    first, second = two_parked_bounces_the_first_failing(monkeypatch)
     assert feedback.apply_parked() == 1
 
     second.refresh_from_db()
@@ -436,20 +444,7 @@ def test_a_parked_report_that_cannot_be_applied_holds_back_no_other(monkeypatch)
 def test_reports_that_keep_failing_go_after_the_others(monkeypatch):
     from channels import feedback
 
-    first = sending_delivery("email", email="first@example.com")
-    second = sending_delivery("email", email="second@example.com")
-    postmark(bounced("pm-first", "first@example.com"))
-    postmark(bounced("pm-second", "second@example.com"))
-    batch_records(first, "pm-first")
-    batch_records(second, "pm-second")
-    apply_email = feedback._apply_email
-
-    def fails_on_first(esp_name, message_id, said, *, may_wait):
-        if message_id == "pm-first":
-            raise ValueError("a report nobody foresaw")
-        return apply_email(esp_name, message_id, said, may_wait=may_wait)
-
-    monkeypatch.setattr(feedback, "_apply_email", fails_on_first)
+    _, second = two_parked_bounces_the_first_failing(monkeypatch)
     # One report a run: the older one fails first, then waits behind the one not yet tried.
     assert [feedback.apply_parked(limit=1) for _ in range(3)] == [0, 1, 0]
 

@@ -420,23 +420,27 @@ def test_an_open_circuit_waits_when_every_onward_channel_is_one_the_recipient_ca
     assert hops(delivery) == [("sms", "sms", "skipped")]
 
 
-def test_a_retired_providers_fallback_never_goes_back_to_a_provider_the_chain_has_used():
-    # email failed, its backup hop went to an ESP since retired: the channel's current
-    # providers take over, but not the one that already failed this message.
-    first = sending(channel="email", attempts=1)
+def second_hop(first: Delivery, provider: str) -> Delivery:
+    """The email hop after ``first``, which failed for good, now being sent by ``provider``."""
     first.status, first.error_kind = Delivery.Status.FAILED, "permanent"
     first.save()
-    delivery = Delivery.objects.create(
+    return Delivery.objects.create(
         notification=first.notification,
         recipient=first.recipient,
         channel="email",
-        provider="old-esp",
+        provider=provider,
         traffic="transactional",
         status=Delivery.Status.SENDING,
         attempts=1,
         replaces=first,
         hop=1,
     )
+
+
+def test_a_retired_providers_fallback_never_goes_back_to_a_provider_the_chain_has_used():
+    # email failed, its backup hop went to an ESP since retired: the channel's current
+    # providers take over, but not the one that already failed this message.
+    delivery = second_hop(sending(channel="email", attempts=1), "old-esp")
 
     answer(delivery, Outcome.failed(delivery.id, PERMANENT, "provider old-esp: not configured"))
 
@@ -446,23 +450,10 @@ def test_a_retired_providers_fallback_never_goes_back_to_a_provider_the_chain_ha
 
 def test_a_chain_never_goes_back_to_a_provider_it_used_when_providers_are_reordered(settings):
     # email failed, then email-backup took over; the operator now lists the backup first.
-    first = sending(channel="email", attempts=1)
-    first.status, first.error_kind = Delivery.Status.FAILED, "permanent"
-    first.save()
-    ntype = first.notification.type
+    delivery = second_hop(sending(channel="email", attempts=1), "email-backup")
+    ntype = delivery.notification.type
     ntype.channels, ntype.fallbacks = ["email"], {"email": ["sms"]}
     ntype.save()
-    delivery = Delivery.objects.create(
-        notification=first.notification,
-        recipient=first.recipient,
-        channel="email",
-        provider="email-backup",
-        traffic="transactional",
-        status=Delivery.Status.SENDING,
-        attempts=1,
-        replaces=first,
-        hop=1,
-    )
     settings.CHANNEL_PROVIDERS = {**settings.CHANNEL_PROVIDERS, "email": ["email-backup", "email"]}
 
     answer(delivery, Outcome.failed(delivery.id, PERMANENT, "hard bounce"))
