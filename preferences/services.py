@@ -315,13 +315,58 @@ def _plan_quiet(changes: dict, errors: dict) -> list[tuple]:
     return writes
 
 
+def _types_leaving_with_their_category(recipient: Recipient, writes: list[tuple]) -> list[tuple]:
+    """Writes turning off, with a category (or one of its channels), the person's own rows
+    that turned on marketing types of it.
+
+    A type's row decides before its category's, so on a page that shows only categories
+    (the preference center, a one-click unsubscribe) "off" would otherwise leave those
+    types coming.
+    """
+    leaving = [
+        (scope["category"].id, scope.get("channel", ""))
+        for kind, scope, *values in writes
+        if kind == "pref" and "category" in scope and not values[0]["enabled"]
+    ]
+    if not leaving:
+        return []
+    turned_on = Preference.objects.filter(
+        recipient=recipient,
+        enabled=True,
+        notification_type__category_id__in={category for category, _ in leaving},
+        notification_type__traffic=Traffic.MARKETING,
+    ).select_related("notification_type")
+    off: dict[tuple, NotificationType] = {}
+    for row in turned_on:
+        ntype = row.notification_type
+        for category, channel in leaving:
+            if ntype.category_id != category:
+                continue
+            if not channel:
+                off[(ntype.id, row.channel)] = ntype
+            elif row.channel in ("", channel):
+                off[(ntype.id, channel)] = ntype
+    return [("pref", {"ntype": t, "channel": ch}, {"enabled": False}) for (_, ch), t in off.items()]
+
+
 def preferences_update(
-    *, recipient: Recipient, changes: dict[str, Any], actor: Actor, action: str = "update"
+    *,
+    recipient: Recipient,
+    changes: dict[str, Any],
+    actor: Actor,
+    action: str = "update",
+    whole_categories: bool = False,
 ) -> dict[str, Any]:
-    """Apply a partial change set (the API's PATCH shape); logs before and after."""
+    """Apply a partial change set (the API's PATCH shape); logs before and after.
+
+    ``whole_categories``: a category turned off also turns off the types of it the person
+    turned on one by one (pages that show no types); the API does exactly what it is told.
+    """
     writes = _plan(changes)
     with transaction.atomic():
         Recipient.objects.select_for_update().filter(pk=recipient.pk).first()
+        if whole_categories:
+            writes += _types_leaving_with_their_category(recipient, writes)
         before = preferences_snapshot(recipient)
         for write in writes:
             if write[0] == "pref":
@@ -344,6 +389,7 @@ def unsubscribe_category(
         changes={"categories": {category.key: {"frequency": Frequency.OFF.value}}},
         actor=actor,
         action="unsubscribe_category",
+        whole_categories=True,
     )
 
 

@@ -62,23 +62,35 @@ def _rows(snapshot: dict) -> list[dict]:
     return rows
 
 
-def _changes_from_form(post, rows: list[dict]) -> dict:
+def _changes_from_form(post, snapshot: dict, rows: list[dict]) -> dict:
+    """What the person changed on the page, and nothing else.
+
+    A value the page showed and got back is not written: an explicit "instant" for a
+    category would opt into its opt-in types, and consent must be a choice, not a save.
+    """
     frequencies = {f.value for f in Frequency}
     categories = {}
     for row in rows:
-        change: dict = {
-            "channels": {
-                c["key"]: f"channel-{row['key']}-{c['key']}" in post for c in row["channels"]
-            }
-        }
+        change: dict = {}
+        ticked = {c["key"]: f"channel-{row['key']}-{c['key']}" in post for c in row["channels"]}
+        if channels := {
+            c["key"]: ticked[c["key"]] for c in row["channels"] if ticked[c["key"]] != c["on"]
+        }:
+            change["channels"] = channels
         frequency = post.get(f"frequency-{row['key']}")
-        if frequency in frequencies:
+        if frequency in frequencies and frequency != row["frequency"]:
             change["frequency"] = frequency
-        categories[row["key"]] = change
-    changes = {"marketing": "all_marketing_off" not in post, "categories": categories}
+        if change:
+            categories[row["key"]] = change
+    changes: dict = {"categories": categories} if categories else {}
+    marketing = "all_marketing_off" not in post
+    if marketing != snapshot["marketing"]:
+        changes["marketing"] = marketing
     start, end = post.get("quiet_start", "").strip(), post.get("quiet_end", "").strip()
     if "quiet_start" in post or "quiet_end" in post:
-        changes["quiet_hours"] = {"start": start, "end": end} if start or end else None
+        quiet = {"start": start, "end": end} if start or end else None
+        if quiet != snapshot["quiet_hours"]:
+            changes["quiet_hours"] = quiet
     return changes
 
 
@@ -98,8 +110,9 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
             try:
                 preferences_update(
                     recipient=recipient,
-                    changes=_changes_from_form(request.POST, rows),
+                    changes=_changes_from_form(request.POST, snapshot, rows),
                     actor=Actor.from_request(request, ConsentLog.Source.PREFERENCE_CENTER),
+                    whole_categories=True,
                 )
             except PreferenceError:
                 invalid = True

@@ -65,6 +65,23 @@ def test_a_repeated_one_click_post_is_still_200_and_logs_once(link, ada):
     assert ConsentLog.objects.count() == 1
 
 
+def test_one_click_stops_the_category_even_where_a_type_of_it_was_turned_on(link, ada):
+    from preferences.services import Actor, preferences_update
+
+    preferences_update(
+        recipient=ada,
+        changes={"types": {"weekly-deals": {"enabled": True, "channels": {"email": True}}}},
+        actor=Actor(source=ConsentLog.Source.API),
+    )
+    response = requests.post(link, data={"List-Unsubscribe": "One-Click"}, timeout=10)
+    assert_one_click_answer(response)
+    snapshot = preferences_snapshot(ada)
+    assert snapshot["categories"]["promotions"]["frequency"] == "off"
+    assert snapshot["types"]["weekly-deals"] == {"enabled": False, "channels": {"email": False}}
+    ada_marketing = ada.preferences.filter(notification_type__key="weekly-deals")
+    assert not ada_marketing.filter(enabled=True).exists()
+
+
 def test_a_get_of_the_same_url_changes_nothing(link, ada):
     response = requests.get(link, timeout=10)
     assert response.status_code == 200

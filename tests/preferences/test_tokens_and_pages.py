@@ -195,3 +195,85 @@ def test_a_token_for_a_category_deleted_since_unsubscribes_from_nothing(ada, mar
     response = Client().post(f"/unsubscribe/{token}/", {"List-Unsubscribe": "One-Click"})
     assert response.status_code == 400
     assert preferences_snapshot(ada)["marketing"] is True and not ConsentLog.objects.exists()
+
+
+def opt_in_type(promotions):
+    """A second marketing type of the same category that nobody gets until they opt in."""
+    from notifications.models import Traffic
+    from preferences.models import TypeDefault
+
+    from .conftest import make_type
+
+    vip = make_type("vip-offers", Traffic.MARKETING, promotions)
+    TypeDefault.objects.create(notification_type=vip, enabled=False)
+    return vip
+
+
+def test_saving_the_page_untouched_writes_nothing_and_opts_into_nothing(ada, marketing):
+    from notifications.models import Delivery
+
+    from .conftest import send
+
+    vip = opt_in_type(marketing.category)
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    page = client.get(url).content.decode()
+    assert '<option value="instant" selected>' in page
+    assert 'id="channel-promotions-email" checked>' in page
+    # Exactly what the browser submits for the page as it was shown.
+    untouched = {
+        "frequency-promotions": "instant",
+        "channel-promotions-email": "on",
+        "quiet_start": "",
+        "quiet_end": "",
+    }
+    assert client.post(url, untouched).status_code == 302
+    assert not Preference.objects.exists()
+    assert not ConsentLog.objects.exists()
+    sent = send(vip, [ada], {"deal": "1"})
+    assert Delivery.objects.get(notification=sent).skip_reason == "not_opted_in"
+
+
+def test_turning_a_category_off_on_the_page_stops_types_turned_on_one_by_one(ada, marketing):
+    from notifications.models import Delivery
+    from preferences.services import Actor, preferences_update
+
+    from .conftest import send
+
+    vip = opt_in_type(marketing.category)
+    preferences_update(
+        recipient=ada,
+        changes={"types": {"vip-offers": {"enabled": True, "channels": {"email": True}}}},
+        actor=Actor(source=ConsentLog.Source.API),
+    )
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    Client().post(url, {"frequency-promotions": "off", "channel-promotions-email": "on"})
+    for ntype in (marketing, vip):
+        sent = send(ntype, [ada], {"deal": "1"})
+        assert Delivery.objects.get(notification=sent).status == "skipped", ntype.key
+    assert preferences_snapshot(ada)["types"]["vip-offers"] == {
+        "enabled": False,
+        "channels": {"email": False},
+    }
+
+
+def test_unticking_a_channel_on_the_page_stops_it_for_types_turned_on_one_by_one(ada, marketing):
+    from notifications.models import Delivery
+    from preferences.services import Actor, preferences_update
+
+    from .conftest import send
+
+    vip = opt_in_type(marketing.category)
+    preferences_update(
+        recipient=ada,
+        changes={"types": {"vip-offers": {"enabled": True}}},
+        actor=Actor(source=ConsentLog.Source.API),
+    )
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    Client().post(url, {"frequency-promotions": "instant"})
+    sent = send(vip, [ada], {"deal": "1"})
+    assert Delivery.objects.get(notification=sent).status == "skipped"
+    assert preferences_snapshot(ada)["types"]["vip-offers"] == {
+        "enabled": True,
+        "channels": {"email": False},
+    }
