@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import Q
 
@@ -33,11 +34,28 @@ def erased_external_id(external_id: str) -> str:
     return f"{ERASED_PREFIX}{digest[:32]}"
 
 
+def _pseudonym_for(recipient: Recipient) -> str:
+    """The erased pseudonym for a recipient; an id erased before and used again since gets
+    the same one with the row's own number, as external ids are unique."""
+    pseudonym = erased_external_id(recipient.external_id)
+    if Recipient.objects.filter(external_id=pseudonym).exclude(pk=recipient.pk).exists():
+        return f"{pseudonym}-{recipient.pk}"
+    return pseudonym
+
+
 def recipient_lookup(external_id: str) -> Recipient | None:
-    """A recipient by external id, or the erased one that had it."""
-    return Recipient.objects.filter(
-        external_id__in=[external_id, erased_external_id(external_id)]
-    ).first()
+    """A recipient by external id, else the one erased last that had it."""
+    living = Recipient.objects.filter(external_id=external_id).first()
+    if living is not None:
+        return living
+    pseudonym = erased_external_id(external_id)
+    return (
+        Recipient.objects.filter(
+            Q(external_id=pseudonym) | Q(external_id__startswith=f"{pseudonym}-")
+        )
+        .order_by("-erased_at", "-pk")
+        .first()
+    )
 
 
 def _iso(value) -> str | None:
@@ -169,14 +187,15 @@ def recipient_erase(*, recipient: Recipient, actor: Actor) -> Recipient:
                 scope=Suppression.Scope.MARKETING,
                 defaults={"reason": Suppression.Reason.ERASED, "source": "erasure"},
             )
+        pseudonym = _pseudonym_for(recipient)
         _erase_deliveries(recipient, now)
-        _erase_notifications(recipient, needles)
+        _erase_notifications(recipient, needles, pseudonym)
         FeedItem.objects.filter(recipient=recipient).update(title="", body="", link="")
         Preference.objects.filter(recipient=recipient).delete()
         QuietHours.objects.filter(recipient=recipient).delete()
         _erase_logs(recipient, needles)
         _erase_provider_events(needles)
-        recipient.external_id = erased_external_id(recipient.external_id)
+        recipient.external_id = pseudonym
         recipient.email = recipient.phone = recipient.webhook_url = ""
         recipient.attributes, recipient.tags = {}, []
         recipient.erased_at = now
@@ -209,9 +228,8 @@ def _naming(recipient: Recipient) -> Q:
     )
 
 
-def _erase_notifications(recipient: Recipient, needles: list[str]) -> None:
+def _erase_notifications(recipient: Recipient, needles: list[str], pseudonym: str) -> None:
     notifications = Notification.objects.filter(_naming(recipient)).distinct()
-    pseudonym = erased_external_id(recipient.external_id)
     changed = []
     for notification in notifications:
         if notification.recipient_ids == [recipient.external_id]:
@@ -237,11 +255,14 @@ def _erase_logs(recipient: Recipient, needles: list[str]) -> None:
         row.before, row.after = _scrub(row.before, needles), _scrub(row.after, needles)
         row.actor = _scrub(row.actor, needles)
     ConsentLog.objects.bulk_update(rows, ["ip_address", "user_agent", "before", "after", "actor"])
-    # The admin's own history names objects by their str(), which may hold an address.
-    mentions = Q()
+    # The admin's own history names objects by their str(), which may hold an address, and
+    # names the recipient itself by its external id.
+    mentions = Q(
+        content_type=ContentType.objects.get_for_model(Recipient), object_id=str(recipient.pk)
+    )
     for needle in needles:
         mentions |= Q(object_repr__icontains=needle) | Q(change_message__icontains=needle)
-    for entry in LogEntry.objects.filter(mentions) if needles else []:
+    for entry in LogEntry.objects.filter(mentions):
         entry.object_repr = "[erased]"
         entry.change_message = _scrub(entry.change_message, needles)
         entry.save(update_fields=["object_repr", "change_message"])

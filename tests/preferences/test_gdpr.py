@@ -195,3 +195,38 @@ def test_export_holds_events_naming_them_not_routed_yet(lived_in, api, marketing
         }
     ]
     assert all("error_message" in d for d in body["deliveries"])
+
+
+def test_an_id_used_again_after_an_erase_is_erased_too(lived_in, api):
+    assert api.post("/api/v1/recipients/ada/erase/").status_code == 200
+    recipients_upsert([{"external_id": "ada", "email": "ada.again@example.com"}])
+    newcomer = Recipient.objects.get(external_id="ada")
+    response = api.post("/api/v1/recipients/ada/erase/")
+    assert response.status_code == 200
+    newcomer.refresh_from_db()
+    assert newcomer.erased_at is not None and newcomer.email == ""
+    assert not Recipient.objects.filter(external_id="ada").exists()
+    assert Recipient.objects.filter(erased_at__isnull=False).count() == 2
+    assert columns_mentioning("ada.again@example.com") == {}
+    # Asked once more, the answer is the same and nothing more is logged.
+    assert api.post("/api/v1/recipients/ada/erase/").status_code == 200
+    assert ConsentLog.objects.filter(action="erase").count() == 2
+
+
+def test_erase_leaves_the_external_id_nowhere_in_the_admin_history(lived_in, api):
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    lived_in.external_id = "grace.hopper.7781"
+    lived_in.save()
+    # What the admin writes when staff change the recipient: its str() is the external id.
+    LogEntry.objects.create(
+        user=get_user_model().objects.get(username="staff"),
+        content_type=ContentType.objects.get_for_model(Recipient),
+        object_id=str(lived_in.pk),
+        object_repr=str(lived_in),
+        action_flag=CHANGE,
+        change_message='[{"changed": {"fields": ["Tags"]}}]',
+    )
+    assert api.post("/api/v1/recipients/grace.hopper.7781/erase/").status_code == 200
+    assert columns_mentioning("grace.hopper.7781") == {}
