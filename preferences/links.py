@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 from django.conf import settings
 from django.urls import get_script_prefix, get_urlconf, reverse
@@ -14,6 +15,7 @@ from notifications.models import NotificationType, Recipient
 from .tokens import PREFERENCES, UNSUBSCRIBE, make_token
 
 PLACEHOLDER = "clarion-token"
+OPT_OUT_KEYWORD = re.compile(r"\bSTOP\b")
 
 
 def _absolute(path: str) -> str:
@@ -81,7 +83,8 @@ def email_headers(unsubscribe_url: str) -> dict[str, str]:
 
 def with_sms_opt_out(text: str, recipient: Recipient, ntype: NotificationType) -> str:
     """Marketing SMS ends with how to opt out (carriers and the TCPA expect it)."""
-    if ntype.is_transactional or "STOP" in text:
+    # A template that already says how (the keyword as a word, not inside "NONSTOP").
+    if ntype.is_transactional or OPT_OUT_KEYWORD.search(text):
         return text
     with translation.override(recipient.locale or settings.LANGUAGE_CODE):
         wording = gettext("Reply STOP to opt out.")

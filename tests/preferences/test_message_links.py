@@ -74,6 +74,16 @@ def test_marketing_sms_carries_the_opt_out_wording_in_the_recipients_language(ad
     assert build_sms(ntype, ada) == "Deal S-1 Répondez STOP pour vous désabonner."
 
 
+def test_stop_inside_another_word_does_not_count_as_opt_out_wording(ada, promotions):
+    from preferences.links import with_sms_opt_out
+
+    ntype = make_type("sms-deals", Traffic.MARKETING, promotions, channels=("sms",))
+    for text in ("NONSTOP savings", "Get a STOPWATCH for $5"):
+        assert with_sms_opt_out(text, ada, ntype) == f"{text} Reply STOP to opt out."
+    told = "Deals! Text STOP to quit."
+    assert with_sms_opt_out(told, ada, ntype) == told
+
+
 def test_transactional_sms_has_no_opt_out_wording(ada, promotions):
     ntype = make_type("sms-code", Traffic.TRANSACTIONAL, promotions, channels=("sms",))
     assert build_sms(ntype, ada) == "Deal S-1"
