@@ -80,7 +80,9 @@ def recipient_upserts(rows: Iterable[dict[str, Any]]) -> list[Statement]:
     merged: dict[str, dict[str, Any]] = {}
     for row in rows:  # the same person given twice: every field given is written
         merged.setdefault(row["external_id"], {}).update(row)
-    for row in merged.values():
+    # Sorted: two calls upserting the same people lock their rows in one order, never
+    # in opposite orders (a deadlock).
+    for _, row in sorted(merged.items()):
         given = tuple(sorted(f for f in RECIPIENT_FIELDS if f in row))
         by_fields.setdefault(given, []).append(
             Recipient(external_id=row["external_id"], **{f: row[f] for f in given})
@@ -107,19 +109,15 @@ def notifications_accept(*, api_key_id: str, events: list[EventRequest]) -> list
     types = types_by_key(e.type_key for e in events)
     results: list[Accepted] = [Accepted(None) for _ in events]
     candidates: list[tuple[int, Notification]] = []
-    errors = _errors(events, types)
+    used = _used_keys(api_key_id, events)
+    errors = _errors(events, types, used)
     for index, event in enumerate(events):
         if index in errors:
             results[index] = Accepted(None, error=errors[index])
             continue
         candidates.append((index, _new_notification(api_key_id, event, types[event.type_key])))
-    replays = _used_keys(api_key_id, [events[i] for i, _ in candidates])
-    inline = (
-        r
-        for i, _ in candidates
-        if events[i].idempotency_key not in replays
-        for r in events[i].inline_recipients
-    )
+    writers, _ = _split(events, errors, used)
+    inline = (r for i in writers for r in events[i].inline_recipients)
     # The inline recipients and the notifications are written in one atomic step.
     created_ids = insert_new(
         Notification, [n for _, n in candidates], first=recipient_upserts(inline)
@@ -140,24 +138,21 @@ def notification_accept(*, api_key_id: str, event: EventRequest) -> Accepted:
     return notifications_accept(api_key_id=api_key_id, events=[event])[0]
 
 
-def _errors(events: list[EventRequest], types: dict) -> dict[int, AcceptError]:
+def _errors(events: list[EventRequest], types: dict, used: set[str]) -> dict[int, AcceptError]:
     """Why each refused event is refused, by index.
 
-    An event may name recipients that exist, or that it or another accepted event of the
-    call gives inline: a refused event writes nothing, so the people it gave inline count
-    for no one. Refusing one can leave another without its recipient: repeat until stable.
+    An event may name recipients that exist, or that an event of the call writes inline
+    (see ``_split``): a refused event or a replay writes nothing, so the people it gives
+    inline count for no one. Refusing one can leave another without its recipient: repeat
+    until no more are refused.
     """
     referenced = {i for e in events for i in e.external_ids}
     in_database: set[str] = set()
     asked: set[str] = set()
     errors: dict[int, AcceptError] = {}
     while True:
-        inline = {
-            r["external_id"]
-            for index, event in enumerate(events)
-            if index not in errors
-            for r in event.inline_recipients
-        }
+        writers, replays = _split(events, errors, used)
+        inline = {r["external_id"] for index in writers for r in events[index].inline_recipients}
         if ask := referenced - inline - asked:
             asked |= ask
             in_database |= set(
@@ -167,11 +162,28 @@ def _errors(events: list[EventRequest], types: dict) -> dict[int, AcceptError]:
         found = {
             index: error
             for index, event in enumerate(events)
-            if (error := _check(event, types, known))
+            if index not in errors and (error := _check(event, types, known, index in replays))
         }
-        if found.keys() == errors.keys():
-            return found
-        errors = found
+        if not found:
+            return errors
+        errors |= found
+
+
+def _split(events: list[EventRequest], errors: dict, used: set[str]) -> tuple[list[int], set[int]]:
+    """The events that write their inline recipients (accepted, and the first with their
+    idempotency key), and those that replay a key taken before them (by an earlier
+    request, or an earlier event of the call): the key's first body decides their answer."""
+    taken = set(used)
+    writers, replays = [], set()
+    for index, event in enumerate(events):
+        key = event.idempotency_key
+        if key and key in taken:
+            replays.add(index)
+        elif index not in errors:
+            if key:
+                taken.add(key)
+            writers.append(index)
+    return writers, replays
 
 
 def _used_keys(api_key_id: str, events: list[EventRequest]) -> set[str]:
@@ -192,7 +204,9 @@ def _used_keys(api_key_id: str, events: list[EventRequest]) -> set[str]:
     )
 
 
-def _check(event: EventRequest, types: dict, known: set[str]) -> AcceptError | None:
+def _check(
+    event: EventRequest, types: dict, known: set[str], replay: bool = False
+) -> AcceptError | None:
     ntype = types.get(event.type_key)
     if ntype is None or not ntype.is_active:
         return AcceptError(
@@ -200,7 +214,7 @@ def _check(event: EventRequest, types: dict, known: set[str]) -> AcceptError | N
             f"No active notification type has the key {event.type_key!r}.",
             fields={"type": ["Unknown notification type."]},
         )
-    if event.audience is not None:
+    if event.audience is not None or replay:
         return None
     missing = sorted(set(event.external_ids) - known)
     if missing:
@@ -247,7 +261,11 @@ def _replay(existing: Notification | None, attempted: Notification) -> Accepted:
                 status=409,
             ),
         )
-    if existing.fingerprint != attempted.fingerprint:
+    # An event's key does not replay as a broadcast, nor the other way round.
+    if (existing.fingerprint, existing.is_broadcast) != (
+        attempted.fingerprint,
+        attempted.is_broadcast,
+    ):
         return Accepted(
             None,
             error=AcceptError(

@@ -42,7 +42,8 @@ class RecipientFieldsSerializer(serializers.Serializer):
 
 
 class InlineRecipientSerializer(RecipientFieldsSerializer):
-    external_id = serializers.CharField(max_length=255)
+    # Ids are opaque, as given by reference or in a URL: " 42" is not "42".
+    external_id = serializers.CharField(max_length=255, trim_whitespace=False)
 
 
 # One instance validates every inline recipient: run_validation keeps nothing between calls,

@@ -36,20 +36,29 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 
 def idempotency_key(header_key: str | None, body_key: str | None) -> str | None:
-    """The request's key, from the header or the body field (they must agree)."""
-    if header_key is not None:
-        header_key = header_key.strip()
-        if not header_key or len(header_key) > 255 or not header_key.isprintable():
-            raise ApiError(
-                "invalid_idempotency_key",
-                "Idempotency-Key is 1 to 255 printable characters.",
-            )
+    """The request's key, from the header or the body field (they must agree).
+
+    A header that is present but blank is refused, not read as "no key": the client meant
+    one, and its retry would otherwise send twice.
+    """
+    header_key, body_key = _checked_key(header_key), _checked_key(body_key)
     if header_key and body_key and header_key != body_key:
         raise ApiError(
             "idempotency_key_mismatch",
             "The Idempotency-Key header and the idempotency_key field differ.",
         )
     return header_key or body_key
+
+
+def _checked_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 255 or not key.isprintable():
+        raise ApiError(
+            "invalid_idempotency_key", "Idempotency-Key is 1 to 255 printable characters."
+        )
+    return key
 
 
 def body_fingerprint(payload: dict) -> str:
@@ -94,7 +103,7 @@ class NotificationCreateView(APIView):
         summary="Send a notification to one or more recipients",
     )
     def post(self, request: Request) -> Response:
-        event = event_from(_require_object(request), request.headers.get("Idempotency-Key") or None)
+        event = event_from(_require_object(request), request.headers.get("Idempotency-Key"))
         accepted = services.notification_accept(api_key_id=api_key_id(request), event=event)
         if accepted.error:
             error = accepted.error
@@ -241,18 +250,19 @@ class BroadcastCreateView(APIView):
         serializer = BroadcastInputSerializer(data=payload)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        key = idempotency_key(
-            request.headers.get("Idempotency-Key") or None, data.get("idempotency_key")
-        )
+        key = idempotency_key(request.headers.get("Idempotency-Key"), data.get("idempotency_key"))
         try:
+            audience = broadcasts.audience_check(data["audience"])
             accepted = broadcasts.broadcast_accept(
                 api_key_id=api_key_id(request),
                 type_key=data["type"],
-                audience=data["audience"],
+                audience=audience,
                 data=data["data"],
                 idempotency_key=key,
                 send_at=data.get("send_at"),
-                fingerprint=body_fingerprint(payload),
+                # The audience as it is meant: a retry naming its tags in another order
+                # is the same broadcast.
+                fingerprint=body_fingerprint({**payload, "audience": audience}),
             )
         except broadcasts.AudienceError as exc:
             raise ApiError("validation_error", str(exc), fields=exc.fields) from exc

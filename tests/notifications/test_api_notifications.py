@@ -272,3 +272,96 @@ def test_one_person_given_inline_twice_keeps_every_field_given(api, order_shippe
     assert post(api, body).status_code == 202
     recipient = Recipient.objects.get(external_id="77")
     assert (recipient.email, recipient.phone) == ("p@x.com", "+15550007777")
+
+
+def test_a_bulk_replay_gives_its_inline_recipients_to_no_other_item(api, order_shipped):
+    RecipientFactory(external_id="1")
+    post(api, {"type": "order-shipped", "recipients": ["1"]}, HTTP_IDEMPOTENCY_KEY="K")
+    items = [
+        {
+            "type": "order-shipped",
+            "recipients": [{"external_id": "new", "email": "n@x.com"}],
+            "idempotency_key": "K",
+        },
+        {"type": "order-shipped", "recipients": ["new"]},
+    ]
+    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
+    statuses = [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+    assert statuses == [(422, "idempotency_key_reused"), (400, "unknown_recipient")]
+    assert not Recipient.objects.filter(external_id="new").exists()
+    assert Notification.objects.count() == 1
+
+
+def test_a_key_repeated_within_one_bulk_call_writes_only_the_first_items_recipients(
+    api, order_shipped
+):
+    RecipientFactory(external_id="b", email="good@x.com")
+    items = [
+        {"type": "order-shipped", "recipients": ["b"], "idempotency_key": "D"},
+        {
+            "type": "order-shipped",
+            "recipients": [{"external_id": "b", "email": "evil@x.com"}, {"external_id": "c"}],
+            "idempotency_key": "D",
+        },
+    ]
+    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
+    statuses = [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+    assert statuses == [(202, None), (422, "idempotency_key_reused")]
+    assert Recipient.objects.get(external_id="b").email == "good@x.com"
+    assert not Recipient.objects.filter(external_id="c").exists()
+
+
+def test_the_same_bulk_item_twice_in_one_call_is_one_notification(api, order_shipped):
+    item = {
+        "type": "order-shipped",
+        "recipients": [{"external_id": "e", "email": "e@x.com"}],
+        "idempotency_key": "E",
+    }
+    response = api.post(
+        "/api/v1/notifications/bulk/", {"notifications": [item, item]}, format="json"
+    )
+    first, second = response.json()["results"]
+    assert (first["status"], second["status"]) == (202, 202)
+    assert first["id"] == second["id"] and Notification.objects.count() == 1
+
+
+@pytest.mark.parametrize("key", ["", "   ", "a\tb", "k" * 256])
+def test_a_bad_idempotency_key_in_the_header_or_the_body_is_refused(api, order_shipped, key):
+    RecipientFactory(external_id="1")
+    body = {"type": "order-shipped", "recipients": ["1"]}
+    in_header = post(api, body, HTTP_IDEMPOTENCY_KEY=key)
+    in_body = post(api, {**body, "idempotency_key": key})
+    for response in (in_header, in_body):
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["code"] in {"invalid_idempotency_key", "validation_error"}
+    assert in_header.json()["error"]["code"] == "invalid_idempotency_key"
+    assert not Notification.objects.exists()
+
+
+def test_an_event_key_is_not_replayed_as_a_broadcast(api, order_shipped):
+    RecipientFactory(external_id="1")
+    body = {"type": "order-shipped", "recipients": ["1"], "audience": {"all": True}}
+    assert post(api, body, HTTP_IDEMPOTENCY_KEY="X").status_code == 202
+    response = api.post("/api/v1/broadcasts/", body, format="json", HTTP_IDEMPOTENCY_KEY="X")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_upserts_lock_the_same_people_in_one_order_whatever_order_they_come_in():
+    from notifications.services import recipient_upserts
+
+    forward = [{"external_id": str(i), "email": f"{i}@x.com"} for i in range(5)]
+    for rows in (forward, forward[::-1]):
+        [(sql, params)] = recipient_upserts(rows)
+        assert sql.startswith('INSERT INTO "notifications_recipient" ("external_id"')
+        assert params[0] == ["0", "1", "2", "3", "4"]
+
+
+def test_an_external_id_is_taken_as_given_inline_as_by_reference(api, order_shipped):
+    RecipientFactory(external_id="42", email="forty-two@x.com")
+    body = {"type": "order-shipped", "recipients": [{"external_id": " 42", "email": "s@x.com"}]}
+    assert post(api, body).status_code == 202
+    assert Recipient.objects.get(external_id="42").email == "forty-two@x.com"
+    assert Recipient.objects.get(external_id=" 42").email == "s@x.com"
+    by_reference = post(api, {"type": "order-shipped", "recipients": [" 42"]})
+    assert by_reference.status_code == 202

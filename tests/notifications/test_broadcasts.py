@@ -269,3 +269,13 @@ def test_trial_modes_audience_matching_answers_as_postgresql_does(audience):
     by_postgresql = set(audience_queryset(audience).values_list("pk", flat=True))
     by_python = {r.pk for r in rows if _matches(audience, r.attributes, r.tags)}
     assert by_python == by_postgresql
+
+
+def test_a_retry_naming_the_same_tags_in_another_order_is_a_replay(api, deals):
+    people(2, tags=["a", "b"])
+    body = {"type": "weekly-deals", "audience": {"tags": ["a", "b"]}}
+    first = api.post("/api/v1/broadcasts/", body, format="json", HTTP_IDEMPOTENCY_KEY="B")
+    body["audience"]["tags"] = ["b", "a", "b"]
+    retry = api.post("/api/v1/broadcasts/", body, format="json", HTTP_IDEMPOTENCY_KEY="B")
+    assert retry.status_code == 202, retry.content
+    assert retry.json()["id"] == first.json()["id"] and retry["Idempotent-Replayed"] == "true"
