@@ -36,7 +36,8 @@ class AnyOf(Lookup):
             raise EmptyResultSet  # as ``__in=[]`` does: the query is never sent
         if connection.vendor == "postgresql":
             literal = array_literal(values)
-            db_type = self.lhs.output_field.db_type(connection)
+            # No type modifiers: a cast to varchar(255) would cut a longer value to match.
+            db_type = (self.lhs.output_field.db_type(connection) or "").split("(")[0]
             if literal is not None and db_type:
                 return f"{lhs} = ANY(%s::{db_type}[])", [*lhs_params, literal]
             return f"{lhs} = ANY(%s)", [*lhs_params, values]

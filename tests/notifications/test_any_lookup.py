@@ -58,3 +58,9 @@ def test_strings_that_need_quoting_in_an_array_match_exactly():
     assert sorted(found) == sorted(AWKWARD)
     assert array_literal([1, 2]) == "{1,2}"
     assert array_literal(["a", 1]) is None  # mixed: bound element by element instead
+
+
+def test_a_value_longer_than_the_column_matches_nothing_rather_than_its_first_part():
+    RecipientFactory(external_id="a" * 255)
+    assert not Recipient.objects.filter(external_id__any=["a" * 300]).exists()
+    assert Recipient.objects.filter(external_id__any=["a" * 255]).exists()
