@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -164,10 +164,18 @@ class NotificationDetailView(APIView):
     @extend_schema(responses=NotificationSerializer, summary="A notification and its deliveries")
     def get(self, request: Request, notification_id) -> Response:
         notification = get_object_or_404(
-            Notification.objects.select_related("type").prefetch_related("deliveries__recipient"),
+            Notification.objects.select_related("type"),
             id=notification_id,
             api_key_id=api_key_id(request),
         )
+        if notification.is_broadcast:
+            # A delivery per person of an audience is no answer to list; its progress is.
+            raise ApiError(
+                "not_found",
+                f"This is a broadcast: read it at /api/v1/broadcasts/{notification.id}/.",
+                status_code=404,
+            )
+        prefetch_related_objects([notification], "deliveries__recipient")
         return Response(NotificationSerializer(notification).data)
 
 

@@ -230,6 +230,16 @@ def test_an_event_notification_is_not_a_broadcast(api, deals):
     assert api.get(f"/api/v1/broadcasts/{event.json()['id']}/").status_code == 404
 
 
+def test_a_broadcast_is_read_at_its_own_endpoint_not_as_a_list_of_deliveries(api, deals):
+    people(3)
+    accepted = api.post(
+        "/api/v1/broadcasts/", {"type": "weekly-deals", "audience": {"all": True}}, format="json"
+    ).json()
+    response = api.get(f"/api/v1/notifications/{accepted['id']}/")
+    assert response.status_code == 404
+    assert f"/api/v1/broadcasts/{accepted['id']}/" in response.json()["error"]["message"]
+
+
 def test_the_api_refuses_an_overlong_or_conflicting_idempotency_key(api, deals):
     body = {"type": "weekly-deals", "audience": {"all": True}, "idempotency_key": "a"}
 
