@@ -42,6 +42,16 @@ def dispatch(
     provider_name: str, messages: list[Message], journal: SendJournal | None = None
 ) -> list[Outcome]:
     journal = journal or SendJournal()
+    try:
+        provider = get_provider(provider_name)
+    except Exception as exc:  # noqa: BLE001 - a provider retired from PROVIDERS, a bad backend
+        log.exception("provider %s cannot be loaded", provider_name)
+        # Nothing was sent, and its breaker counts nothing (a half-open one keeps its probe
+        # for a batch that can go): each message goes to its next hop, or fails with none.
+        return [
+            Outcome.failed(m.delivery_id, PERMANENT, f"provider {provider_name}: {exc!r}")
+            for m in messages
+        ]
     admission = _admit(provider_name)
     if admission is breaker.Admission.NONE:
         return [_circuit_open(provider_name, m) for m in messages]
@@ -50,7 +60,7 @@ def dispatch(
     refused = messages[len(allowed) :]
     grant = _acquire(provider_name, len(allowed))
     now, later = allowed[: grant.granted], allowed[grant.granted :]
-    outcomes = _send(provider_name, now, journal)
+    outcomes = _send(provider, provider_name, now, journal)
     failed = sum(1 for o in outcomes if o.error_kind in (TRANSIENT, AMBIGUOUS))
     _count(provider_name, admission, ok=len(outcomes) - failed, failed=failed)
     outcomes += [_circuit_open(provider_name, m) for m in refused]
@@ -102,19 +112,12 @@ def _circuit_open(provider_name: str, message: Message) -> Outcome:
     )
 
 
-def _send(provider_name: str, messages: list[Message], journal: SendJournal) -> list[Outcome]:
+def _send(
+    provider, provider_name: str, messages: list[Message], journal: SendJournal
+) -> list[Outcome]:
     if not messages:
         return []
     outcomes: list[Outcome] = []
-    try:
-        provider = get_provider(provider_name)
-    except Exception as exc:  # noqa: BLE001 - a provider retired from PROVIDERS, a bad backend
-        log.exception("provider %s cannot be loaded", provider_name)
-        # Nothing was sent: each message goes to its next hop (or fails, with none).
-        return [
-            Outcome.failed(m.delivery_id, PERMANENT, f"provider {provider_name}: {exc!r}")
-            for m in messages
-        ]
     try:
         stream = send_stream(provider, messages)
         outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))

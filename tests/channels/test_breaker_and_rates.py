@@ -167,3 +167,19 @@ def test_a_counter_that_expires_adds_up_and_carries_its_ttl():
     assert cache.get("count-me") == 5
     client = cache._cache.get_client(write=False)
     assert 0 < client.ttl(cache.make_and_validate_key("count-me")) <= 60
+
+
+def test_a_provider_that_cannot_be_loaded_does_not_close_its_half_open_breaker(limits):
+    from channels.base import PERMANENT, Message
+    from notifications.dispatch import dispatch
+
+    breaker.record("retired-esp", Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    assert breaker.state("retired-esp").state == "half-open"
+
+    [outcome] = dispatch("retired-esp", [Message(delivery_id=1, to="a@x.com", content={})])
+
+    assert outcome.error_kind == PERMANENT and "retired-esp" in outcome.error
+    # Nothing reached a provider: the probe is still to be sent, by a batch that can.
+    assert breaker.state("retired-esp").state == "half-open"
+    assert breaker.admit("retired-esp") is Admission.PROBE
