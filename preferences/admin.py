@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from .addresses import address_error, address_hash, normalize
 from .gdpr import recipient_erase, recipient_export
 from .models import ConsentLog, Preference, QuietHours, Suppression, TypeDefault
-from .services import Actor, consent_log
+from .services import MAX_DAILY_CAP, Actor, consent_log
 from .suppressions import suppression_add, suppressions_lift
 
 
@@ -217,6 +217,10 @@ class PreferenceAdmin(ConsentLoggedAdmin):
 
 class QuietHoursForm(forms.ModelForm):
     """The checks the preferences API runs: a window has two different ends, a cap a limit."""
+
+    daily_marketing_cap = forms.IntegerField(
+        required=False, min_value=0, max_value=MAX_DAILY_CAP, help_text="Empty for no cap."
+    )
 
     class Meta:
         model = QuietHours

@@ -154,7 +154,11 @@ def test_deleting_choices_from_the_admin_list_logs_each(staff, ada, promotions):
 
 @pytest.mark.parametrize(
     ("window", "says"),
-    [({"start": "08:00", "end": "08:00"}, "must differ"), ({"start": "22:00"}, "or neither")],
+    [
+        ({"start": "08:00", "end": "08:00"}, "must differ"),
+        ({"start": "22:00"}, "or neither"),
+        ({"daily_marketing_cap": "30000"}, "less than or equal to 1000"),
+    ],
 )
 def test_quiet_hours_the_api_would_refuse_the_admin_refuses(staff, ada, window, says):
     page = staff.post(
