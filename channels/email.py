@@ -1,8 +1,8 @@
 """Email through Django's EMAIL_BACKEND (anymail ESPs in production), one connection per batch.
 
 Outcomes by kind: SMTP 5xx refusals and ESP 4xx answers are permanent; a refused connection,
-SMTP 4xx, ESP 429/5xx are transient; a connection lost or timed out after the message went out
-(after DATA, or an ESP read timeout) is ambiguous.
+SMTP 4xx, ESP 429/5xx and an ESP's "failed" recipient status are transient; a connection lost
+or timed out after the message went out (after DATA, or an ESP read timeout) is ambiguous.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 
 # ESP statuses (anymail_status) that mean the ESP will not deliver it.
 REFUSED_STATUSES = {"rejected", "invalid"}
+# Anymail's "failed": the ESP answered that it could not send the message, for a reason
+# other than the address ("the attempt to send failed for some other reason": e.g. SES bulk
+# entry errors, Mailjet's per-message errors, Unisender Go's "temporary_unavailable"). Anymail
+# raises only for refused ones. Nothing went out, so it is transient: retried, then the next
+# hop (not ambiguous: the ESP said it did not send it; not permanent: the address is fine).
+NOT_SENT_STATUSES = {"failed"}
 
 
 class RenderedEmail(EmailMultiAlternatives):
@@ -140,8 +146,11 @@ class EmailProvider:
             # Django refuses addresses and headers it cannot encode (line breaks, bad syntax).
             return Outcome.failed(delivery_id, PERMANENT, f"invalid message: {exc}")
         status = getattr(email, "anymail_status", None)
-        if status is not None and status.status and status.status <= REFUSED_STATUSES:
+        statuses = getattr(status, "status", None) or set()
+        if statuses and statuses <= REFUSED_STATUSES:
             return Outcome.failed(delivery_id, PERMANENT, f"ESP refused: {status!r}")
+        if statuses and statuses <= REFUSED_STATUSES | NOT_SENT_STATUSES:
+            return Outcome.failed(delivery_id, TRANSIENT, f"ESP could not send it: {status!r}")
         esp_id = getattr(status, "message_id", None) if status is not None else None
         return Outcome.ok(delivery_id, esp_id if isinstance(esp_id, str) and esp_id else _id(email))
 

@@ -206,3 +206,40 @@ def test_anymail_unreadable_success_is_ambiguous(postmark):
     postmark.responder = lambda r: (200, {"Content-Type": "application/json"}, b"<html>")
     [outcome] = provider(backend=POSTMARK).send_batch([mail(1, "ada@example.com")])
     assert outcome.error_kind == AMBIGUOUS
+
+
+# Mailjet answers a message it could not send with a per-message error, and anymail reports
+# the recipient as "failed" rather than raising.
+MAILJET = "anymail.backends.mailjet.EmailBackend"
+
+
+@pytest.fixture
+def mailjet(settings, http_server):
+    settings.ANYMAIL = {
+        "MAILJET_API_KEY": "mj-key",
+        "MAILJET_SECRET_KEY": "mj-secret",
+        "MAILJET_API_URL": http_server.url,
+    }
+    return http_server
+
+
+def test_an_esp_reporting_the_recipient_failed_is_not_sent(mailjet):
+    error = {"ErrorCode": "mj-0004", "StatusCode": 400, "ErrorMessage": "Type mismatch."}
+    body = {"Messages": [{"Status": "error", "Errors": [error]}]}
+    mailjet.responder = lambda r: (
+        400,
+        {"Content-Type": "application/json"},
+        json.dumps(body).encode(),
+    )
+    [outcome] = provider(backend=MAILJET).send_batch([mail(1, "ada@example.com")])
+    assert outcome.error_kind == TRANSIENT, outcome
+    assert "failed" in outcome.error
+    assert len(mailjet.requests) == 1
+
+
+def test_an_esp_reporting_the_recipient_sent_is_sent(mailjet):
+    sent = {"Email": "ada@example.com", "MessageUUID": "u-1", "MessageID": 7001}
+    mailjet.responder = lambda r: ok_json({"Messages": [{"Status": "success", "To": [sent]}]})
+    [outcome] = provider(backend=MAILJET).send_batch([mail(1, "ada@example.com")])
+    assert outcome.sent, outcome
+    assert outcome.provider_message_id == "7001"
