@@ -10,15 +10,24 @@ DNS rebinding answer could change, and TLS still verifies the certificate agains
 Errors map to the kinds of ``channels.base``: nothing sent (refused, DNS, connect timeout, 5xx,
 429) is transient; a read timeout or a dropped connection after the request went out is
 ambiguous; a refused address, a bad URL, a redirect or any other 4xx is permanent.
+
+The read timeout bounds the whole answer (status line, headers and body) from when the request
+went out, not each read: a receiver dribbling a byte at a time cannot hold a worker longer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import functools
+import http.client
+import io
 import ipaddress
 import socket
+import ssl
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,8 +112,10 @@ class AddressPolicy:
             return "" if self.allow_loopback else "loopback"
         if any(address in network for network in PRIVATE_NETWORKS):
             return "" if self.allow_private else "private"
-        for reason in ("link_local", "multicast", "unspecified", "reserved"):
-            if getattr(address, f"is_{reason}"):
+        # Site-local fec0::/10 (deprecated by RFC 3879, still an internal range) is global to
+        # Python. IPv4 addresses have no is_site_local.
+        for reason in ("link_local", "site_local", "multicast", "unspecified", "reserved"):
+            if getattr(address, f"is_{reason}", False):
                 return reason.replace("_", "-")
         if not address.is_global:
             return "not public"
@@ -162,13 +173,87 @@ class _GuardedConnectionMixin:
         raise NewConnectionError(self, f"failed to connect to {self.host}: {last}")
 
 
-def _guarded_pool_classes(policy: AddressPolicy) -> dict[str, type]:
+class _AnswerReader(io.RawIOBase):
+    """The socket's reads, each allowed only what is left until the answer's deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.raw = sock.makefile("rb", buffering=0)
+        self.deadline = deadline
+        # Given back when the answer is read: a kept-alive connection's next request must
+        # not go out under what was left of this answer's time.
+        self.timeout = sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def readinto(self, buffer) -> int | None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            # A socket timeout: urllib3 reports it as a read timeout, like any other.
+            raise TimeoutError("no complete answer within the read timeout")
+        self.sock.settimeout(left)
+        return self.raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+            with contextlib.suppress(OSError):  # the connection may be gone already
+                self.sock.settimeout(self.timeout)
+        super().close()
+
+
+class _SocketUntil:
+    """All http.client asks of a socket for an answer (``makefile``), bounded by a deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+
+    def makefile(self, mode: str = "rb") -> io.BufferedReader:
+        return io.BufferedReader(_AnswerReader(self.sock, self.deadline))
+
+
+def _answer_until(sock: socket.socket, *args: Any, deadline: float, **kwargs: Any):
+    return http.client.HTTPResponse(_SocketUntil(sock, deadline), *args, **kwargs)
+
+
+class _AnswerDeadlineMixin:
+    """The read timeout (urllib3 sets it before asking for the answer) as a deadline for
+    the whole answer, body included: it is read from the same file."""
+
+    timeout: Any
+
+    def getresponse(self):
+        if isinstance(self.timeout, (int, float)):
+            deadline = time.monotonic() + self.timeout
+            self.response_class = functools.partial(_answer_until, deadline=deadline)
+        try:
+            return super().getresponse()
+        except ssl.SSLError as exc:
+            # The request went out: unlike a failed handshake, a TLS failure now may follow
+            # the receiver acting on it. urllib3 would pass it on as requests' SSLError
+            # (transient); a plain OSError comes out as a dropped connection (ambiguous).
+            raise ConnectionAbortedError(f"TLS error while reading the answer: {exc}") from exc
+        finally:
+            self.__dict__.pop("response_class", None)
+
+
+def _pool_classes(policy: AddressPolicy | None) -> dict[str, type]:
+    """Pools whose answers have a deadline and, with a policy, whose targets are guarded."""
+    mixins: tuple[type, ...] = (_AnswerDeadlineMixin,)
+    if policy is not None:
+        mixins += (_GuardedConnectionMixin,)
     attrs = {"address_policy": policy}
-    plain = type("GuardedHTTPConnection", (_GuardedConnectionMixin, HTTPConnection), attrs)
-    tls = type("GuardedHTTPSConnection", (_GuardedConnectionMixin, HTTPSConnection), attrs)
+    plain = type("ClarionHTTPConnection", (*mixins, HTTPConnection), attrs)
+    tls = type("ClarionHTTPSConnection", (*mixins, HTTPSConnection), attrs)
     return {
-        "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
-        "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
+        "http": type("ClarionHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+        "https": type("ClarionHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
     }
 
 
@@ -188,19 +273,35 @@ class HttpResponse:
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 10.2.3).
+
+    None when there is none or it cannot be read; at most RETRY_BACKOFF_CAP_SECONDS, so a
+    provider cannot park a delivery for ever (nor past the dates a datetime can hold).
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # ASCII only: str.isdigit() also takes "²", which float() then refuses.
+    if value.isascii() and value.isdigit():
+        seconds = float(value)
+    else:
+        seconds = _seconds_until(value, time.time() if now is None else now)
+        if seconds is None:
+            return None
+    return min(max(0.0, seconds), settings.RETRY_BACKOFF_CAP_SECONDS)
+
+
+def _seconds_until(http_date: str, now: float) -> float | None:
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, OverflowError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if when.tzinfo is None:
+        # "-0000": UTC with no local offset given (RFC 5322 3.3), not this machine's zone.
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp() - now
 
 
 def status_error(response: HttpResponse) -> HttpError | None:
@@ -231,6 +332,8 @@ def error_for_exception(exc: requests.RequestException) -> HttpError:
         # The request was sent; the receiver may have acted on it.
         return HttpError(AMBIGUOUS, text)
     if isinstance(exc, requests.exceptions.SSLError):
+        # Handshake or certificate: nothing was sent. (One while reading the answer comes as
+        # a dropped connection, see _AnswerDeadlineMixin.)
         return HttpError(TRANSIENT, text)
     if isinstance(exc, requests.ConnectionError):
         reason = exc.args[0] if exc.args else None
@@ -271,8 +374,7 @@ class HttpClient:
         self.session.headers["User-Agent"] = user_agent
         # No hidden retries: a retried POST is a second delivery. Retrying is the pipeline's call.
         adapter = HTTPAdapter(max_retries=Retry(total=0, read=False, redirect=False))
-        if policy is not None:
-            adapter.poolmanager.pool_classes_by_scheme = _guarded_pool_classes(policy)
+        adapter.poolmanager.pool_classes_by_scheme = _pool_classes(policy)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -314,7 +416,8 @@ class HttpClient:
 def _read_limited(response: requests.Response) -> bytes:
     """Up to MAX_BODY_BYTES of the body; a body that breaks off keeps what arrived.
 
-    The status line already told us the outcome, so a failure here changes nothing.
+    The status line already told us the outcome, so a failure here changes nothing: nor does
+    the answer's deadline passing, which cuts the body off like a read timeout.
     """
     chunks: list[bytes] = []
     size = 0

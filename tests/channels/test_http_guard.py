@@ -10,8 +10,9 @@ import pytest
 import trustme
 
 from channels import http as outbound
-from channels.base import PERMANENT, TRANSIENT
+from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT
 from channels.http import AddressPolicy, BlockedAddress, HttpClient, HttpError, checked_addresses
+from tests.channels.raw_receivers import one_shot_receiver, tls_then_garbage
 from tests.support.http import RecordingServer
 
 STRICT = AddressPolicy()
@@ -34,6 +35,8 @@ STRICT = AddressPolicy()
         ("2002:a00:1::1", "private"),
         ("169.254.169.254", "link-local"),
         ("fe80::1", "link-local"),
+        ("fec0::1", "site-local"),
+        ("feff:ffff::1", "site-local"),
         ("::ffff:169.254.169.254", "link-local"),
         ("224.0.0.1", "multicast"),
         ("ff02::1", "multicast"),
@@ -181,3 +184,20 @@ def test_tls_to_a_name_the_certificate_does_not_cover_sends_nothing(tls_receiver
     assert error.value.kind == TRANSIENT
     assert "certificate" in str(error.value).lower()
     assert server.requests == []
+
+
+def test_a_tls_error_after_the_request_went_out_is_ambiguous(monkeypatch):
+    """Unlike a failed handshake, the receiver has the request and may have acted on it."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("receiver.test").configure_cert(context)
+    monkeypatch.setattr(outbound, "resolve", lambda host, port: [(socket.AF_INET, "127.0.0.1")])
+    with (
+        one_shot_receiver(tls_then_garbage(context)) as (port, received),
+        ca.cert_pem.tempfile() as ca_path,
+        HttpClient(policy=AddressPolicy(allow_loopback=True)) as client,
+        pytest.raises(HttpError) as error,
+    ):
+        client.post(f"https://receiver.test:{port}/hook", json={"a": 1}, verify=ca_path)
+    assert error.value.kind == AMBIGUOUS, error.value
+    assert [request.split(b"\r\n", 1)[0] for request in received] == [b"POST /hook HTTP/1.1"]

@@ -13,6 +13,7 @@ import pytest
 
 from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Message
 from channels.webhook import WebhookProvider
+from tests.channels.raw_receivers import dribble, one_shot_receiver
 from tests.support.http import ok_json
 from tests.support.ports import free_port
 
@@ -210,3 +211,115 @@ def test_missing_url_and_bad_payload_are_permanent(provider):
 def test_payload_authored_as_json_text_is_posted_as_json(provider, http_server):
     provider.send_batch([message(f"{http_server.url}/hook", payload='{"order": "B-2"}')])
     assert json.loads(http_server.requests[0].body) == {"order": "B-2"}
+
+
+# --- Retry-After as receivers really send it -----------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_retry_after_far_away_is_capped(provider, http_server, settings, value):
+    http_server.responder = lambda r: (429, {"Retry-After": value}, b"")
+    [outcome] = provider.send_batch([message(f"{http_server.url}/hook")])
+    assert outcome.error_kind == TRANSIENT
+    assert outcome.retry_after == settings.RETRY_BACKOFF_CAP_SECONDS
+
+
+@pytest.mark.django_db
+def test_a_delivery_answered_with_a_huge_retry_after_is_recorded_and_deferred(
+    provider, http_server, settings
+):
+    from django.test import TestCase
+
+    from notifications import clock, outcomes
+    from notifications.models import Delivery
+    from tests.factories import NotificationFactory, NotificationTypeFactory, RecipientFactory
+
+    delivery = Delivery.objects.create(
+        notification=NotificationFactory(type=NotificationTypeFactory(channels=["webhook"])),
+        recipient=RecipientFactory(),
+        channel="webhook",
+        provider="webhook",
+        traffic="transactional",
+        status=Delivery.Status.SENDING,
+        attempts=1,
+    )
+    http_server.responder = lambda r: (429, {"Retry-After": "999999999999"}, b"")
+    results = provider.send_batch([message(f"{http_server.url}/hook", delivery.id)])
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        outcomes.record({delivery.id: delivery}, results)
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DEFERRED
+    wait = (delivery.next_attempt_at - clock.now()).total_seconds()
+    assert wait <= settings.RETRY_BACKOFF_CAP_SECONDS
+
+
+def test_a_retry_after_of_non_ascii_digits_is_ignored_and_the_batch_goes_on(provider, http_server):
+    # U+00B2 (superscript two) is Latin-1, so it arrives as sent; str.isdigit() takes it.
+    http_server.responder = lambda r: (
+        (429, {"Retry-After": "\u00b2"}, b"") if r.path == "/busy" else ok_json()
+    )
+    busy, fine = provider.send_batch(
+        [message(f"{http_server.url}/busy", 1), message(f"{http_server.url}/fine", 2)]
+    )
+    assert (busy.error_kind, busy.retry_after) == (TRANSIENT, None)
+    assert "429" in busy.error
+    assert fine.sent, fine
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        ("\u00b2", None),
+        ("\u0663", None),  # ARABIC-INDIC DIGIT THREE: float() would take it
+        ("1e3", None),
+        ("-5", None),
+        ("soon", None),
+        ("Mon, 99 Jan 2024 00:00:00 GMT", None),
+        (" 7 ", 7.0),
+        ("Mon, 01 Jan 2024 00:01:40 -0000", 100.0),
+        ("Sun, 31 Dec 2023 23:00:00 GMT", 0.0),
+    ],
+)
+def test_retry_after_values_that_cannot_be_read_are_ignored(value, seconds):
+    from channels.http import retry_after_seconds
+
+    now = 1704067200.0  # 2024-01-01T00:00:00Z
+    assert retry_after_seconds(value, now=now) == seconds
+
+
+# --- the timeout bounds the whole answer ---------------------------------------------------
+
+
+def slow_provider(settings, timeout: float) -> WebhookProvider:
+    settings.WEBHOOK_SIGNING_SECRET = SECRET
+    return WebhookProvider(name="webhook", channel="webhook", timeout=timeout)
+
+
+def test_headers_dribbled_past_the_timeout_are_cut_off_as_ambiguous(settings):
+    headers = [b"HTTP/1.1 200 OK\r\n"] + [b"X-Slow-%d: 1\r\n" % i for i in range(8)]
+    dribbler = dribble([*headers, b"Content-Length: 0\r\n\r\n"], every=0.6)
+    with one_shot_receiver(dribbler) as (port, received):
+        started = time.monotonic()
+        [outcome] = slow_provider(settings, 1).send_batch([message(f"http://127.0.0.1:{port}/")])
+        elapsed = time.monotonic() - started
+    assert outcome.error_kind == AMBIGUOUS, outcome
+    assert len(received) == 1
+    assert elapsed < 2.5, elapsed
+
+
+def test_a_body_dribbled_past_the_timeout_is_cut_off_and_the_status_stands(settings):
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n"
+    with one_shot_receiver(dribble([head, *[b"x"] * 20], every=0.25)) as (port, _):
+        started = time.monotonic()
+        [outcome] = slow_provider(settings, 1).send_batch([message(f"http://127.0.0.1:{port}/")])
+        elapsed = time.monotonic() - started
+    assert outcome.sent, outcome
+    assert elapsed < 2.5, elapsed
+
+
+def test_an_answer_within_the_timeout_is_read_whole(settings):
+    head = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\n"
+    with one_shot_receiver(dribble([head, b"do", b"wn"], every=0.1)) as (port, _):
+        [outcome] = slow_provider(settings, 2).send_batch([message(f"http://127.0.0.1:{port}/")])
+    assert outcome.error_kind == TRANSIENT
+    assert outcome.error == "HTTP 503: down"
