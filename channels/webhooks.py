@@ -57,9 +57,8 @@ def _twilio_signed(request: HttpRequest) -> bool:
     # Twilio signs the public URL it called, which a proxy in front of Clarion may rewrite.
     url = settings.PUBLIC_BASE_URL + request.get_full_path()
     signature = request.headers.get("X-Twilio-Signature", "")
-    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(
-        url, request.POST.dict(), signature
-    )
+    # The QueryDict itself: Twilio signs every value of a repeated field, .dict() keeps one.
+    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, request.POST, signature)
 
 
 def _require(request: HttpRequest, *fields: str) -> JsonResponse | None:

@@ -188,6 +188,23 @@ def test_a_twilio_status_callback_marks_the_sms_delivered():
     assert delivery.status == "delivered"
 
 
+def test_a_twilio_callback_with_a_repeated_field_is_verified_on_every_value():
+    from django.http import QueryDict
+
+    delivery = sent_delivery("sms", "SM7", phone="+15550000007")
+    params = {"MessageSid": "SM7", "MessageStatus": "delivered", "ErrorHint": ["a", "b"]}
+    signed = QueryDict(mutable=True)
+    for name, value in params.items():
+        signed.setlist(name, value if isinstance(value, list) else [value])
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(BASE + TWILIO_STATUS, signed)
+
+    response = Client().post(TWILIO_STATUS, data=params, HTTP_X_TWILIO_SIGNATURE=signature)
+
+    assert response.status_code == 204
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+
+
 def test_an_invalid_twilio_signature_gets_403_and_changes_nothing():
     delivery = sent_delivery("sms", "SM2", phone="+15550000002")
 
