@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 
 import jinja2
 import pytest
@@ -257,3 +258,142 @@ def test_a_python_error_in_a_template_is_a_template_error(source, error):
 
     with pytest.raises(jinja2.TemplateRuntimeError, match=error):
         render_parts({"text": source}, context)
+
+
+def _doubled_by_tilde(times: int) -> str:
+    return "{% set a = 'x' * 500 %}" + "{% set a = a ~ a %}" * times + "{{ a|length }}"
+
+
+def test_tilde_concatenation_is_refused_like_plus():
+    with pytest.raises(RenderLimitError, match="than 1,000,000 characters"):
+        render_parts({"text": _doubled_by_tilde(12)}, CONTEXT)
+
+
+def test_tilde_keeps_html_escaping_and_prints_plain_values():
+    parts = {"html": "{{ data.html|safe ~ '<' }}", "text": "{{ data.html|safe ~ 1 ~ [2] }}"}
+
+    assert render_parts(parts, CONTEXT) == {"html": "<b>x</b>&lt;", "text": "<b>x</b>1[2]"}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ('x'.encode() * 20000000)|length }}",
+        "{{ 'x'.encode().center(20000000)|length }}",
+        "{{ ('x'.encode() * 1000).replace('x'.encode(), 'y'.encode() * 100000)|length }}",
+        "{{ (1).to_bytes(20000000, 'big')|length }}",
+    ],
+)
+def test_bytes_are_size_checked_like_text(source):
+    with pytest.raises(RenderLimitError):
+        render_parts({"text": source}, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ((((10 ** 64) ** 64) ** 64) ** 8) > 1 }}",
+        "{% set a = 10 ** 64 %}" + "{% set a = a * a %}" * 16 + "{{ a > 1 }}",
+    ],
+)
+def test_whole_number_maths_is_refused_before_it_runs(source):
+    # Refused by the size check ("10,000 digits"), not by the clock after the work.
+    with pytest.raises(RenderLimitError, match="10,000 digits"):
+        render_parts({"text": source}, CONTEXT)
+
+
+def _peak_bytes_while_refused(source: str) -> int:
+    tracemalloc.start()
+    try:
+        with pytest.raises(RenderLimitError):
+            render_parts({"text": source}, CONTEXT)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ (['x' * 100000] * 200)|join }}",
+        "{{ ([{'a': 'x' * 100000}] * 200)|join(attribute='a') }}",
+        "{{ ('y' * 10000).join('x' * 2000) }}",
+        "{{ ('y' * 10000).join(['x'] * 2000) }}",
+        "{{ ('x' * 2000).translate({120: 'y' * 10000}) }}",
+        "{{ ('x ' * 100000)|wordwrap(1, wrapstring='y' * 200) }}",
+        "{{ ([1] * 100000)|tojson(indent=200) }}",
+        "{{ ([[1] * 1000] * 3000)|sum(start=[]) }}",
+        "{{ '%(a)20000000s' % {'a': 1} }}",
+        "{{ '%(a)20000000s'|format(a=1) }}",
+        "{{ [1]|batch(5000000, 0)|first }}",
+    ],
+)
+def test_oversized_results_are_refused_before_they_are_built(source):
+    # Each would build 20 MB or more before the size of its result was checked.
+    assert _peak_bytes_while_refused(source) < 8_000_000
+
+
+def test_sum_of_lists_takes_one_pass():
+    # sum() copies the list built so far once per item: 50,000 items took seconds.
+    started = time.monotonic()
+
+    assert render_parts({"text": "{{ ([[1]] * 50000)|sum(start=[])|length }}"}, CONTEXT) == {
+        "text": "50000"
+    }
+    assert time.monotonic() - started < PROMPTLY
+
+
+def test_cutting_a_huge_word_into_tiny_lines_is_refused():
+    # textwrap copies the rest of the word once per line: this took about five seconds.
+    started = time.monotonic()
+
+    with pytest.raises(RenderLimitError, match="wordwrap"):
+        render_parts({"text": "{{ ('x' * 400000)|wordwrap(1, wrapstring='') }}"}, CONTEXT)
+
+    assert time.monotonic() - started < PROMPTLY
+
+
+@pytest.mark.parametrize(
+    "source", ["{{ [1]|slice(3000000)|list|length }}", "{{ [1]|slice(1000000)|list|length }}"]
+)
+def test_slices_beyond_the_items_are_counted_as_loop_steps(source):
+    started = time.monotonic()
+
+    with pytest.raises(RenderLimitError, match="loop limit|template stopped"):
+        render_parts({"text": source}, CONTEXT)
+
+    assert time.monotonic() - started < PROMPTLY
+
+
+def test_operators_alone_are_stopped_by_the_clock(settings):
+    # No loop and no call: only the operators read the clock. Each copies a megabyte.
+    settings.TEMPLATE_MAX_RENDER_SECONDS = 0.02
+    source = "{% set a = 'x' * 999999 %}" + "{% set b = a + 'y' %}" * 3000
+
+    with pytest.raises(RenderLimitError, match="took more than 0.02 s"):
+        render_parts({"text": source}, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ [1, 2, 3]|batch(2, 0)|list }}", "[[1, 2], [3, 0]]"),
+        ("{{ [1, 2, 3]|slice(2)|list }}", "[[1, 2], [3]]"),
+        ("{{ [[1], [2]]|sum(start=[]) }}", "[1, 2]"),
+        ("{{ [(1,), (2,)]|sum(start=()) }}", "(1, 2)"),
+        ("{{ [1, 2]|sum(start=3) }}", "6"),
+        ("{{ [{'n': 'a'}, {'n': 'b'}]|join('-', attribute='n') }}", "a-b"),
+        ("{{ [1, 'b']|join(', ') }}", "1, b"),
+        ("{{ ', '.join(['a', 'b']) }}", "a, b"),
+        ("{{ '-'.join('ab') }}", "a-b"),
+        ("{{ 'abc'.translate({97: 'xy', 98: none}) }}", "xyc"),
+        ("{{ 'a b c'|wordwrap(1, wrapstring='<br>') }}", "a<br>b<br>c"),
+        ("{{ ('x' * 300 ~ ' y')|wordwrap(100)|length }}", "304"),
+        ("{{ {'a': 1}|tojson(indent=2) }}", '{\n  "a": 1\n}'),
+        ("{{ '%(a)3s' % {'a': 1} }}", "  1"),
+        ("{{ 2 ** 64 * 3 }}", str(2**64 * 3)),
+        ("{{ 'x'.encode()|length }}", "1"),
+    ],
+)
+def test_bounded_operations_still_work_on_ordinary_values(source, expected):
+    assert render_parts({"text": source}, {**CONTEXT, "data": {}}) == {"text": expected}
