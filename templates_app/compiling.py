@@ -9,11 +9,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import css_inline
+from jinja2 import TemplateSyntaxError, nodes
 from markupsafe import Markup
 
 from notifications.models import Channel
 
 from .models import Layout, Template, UtmParameters
+from .sandbox import environment
 from .utm import with_utm
 from .validation import TemplateInvalid
 
@@ -65,7 +67,7 @@ def compile_content(template: Template, content: dict[str, Any]) -> dict[str, An
     marketing = not ntype.is_transactional
     utm = _utm(ntype)
     body = _wrap(layout.html if layout else BUILTIN_LAYOUT_HTML, content["html"])
-    if marketing and "links.unsubscribe_url" not in body:
+    if marketing and not links_to_unsubscribe(body):
         body = _add_footer(body)
     try:
         inlined = inline_css(body)
@@ -80,7 +82,7 @@ def compile_content(template: Template, content: dict[str, Any]) -> dict[str, An
     else:
         text = html_to_text(compiled["html"])
         derived = True
-    if marketing and "links.unsubscribe_url" not in text:
+    if marketing and not links_to_unsubscribe(text):
         text = text.rstrip() + MARKETING_FOOTER_TEXT
     compiled["text"] = text
     compiled["_compiled"] = {
@@ -89,6 +91,27 @@ def compile_content(template: Template, content: dict[str, Any]) -> dict[str, An
         "utm": utm,
     }
     return compiled
+
+
+def links_to_unsubscribe(source: str) -> bool:
+    """Whether the template prints ``links.unsubscribe_url`` (or ``links["unsubscribe_url"]``).
+
+    Read from the parsed template, not the text: a comment, a raw block or prose naming the
+    link does not put one in the message. A template that does not parse gets the footer;
+    saving refuses it anyway.
+    """
+    try:
+        parsed = environment(html=False).parse(source)
+    except TemplateSyntaxError:
+        return False
+    for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "links"):
+            continue
+        key = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if key == "unsubscribe_url":
+            return True
+    return False
 
 
 def templates_using(*, layout: Layout | None = None, ntype=None):

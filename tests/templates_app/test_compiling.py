@@ -92,6 +92,36 @@ def test_marketing_mail_gets_the_footer_with_links_and_postal_address(settings):
     assert "Unsubscribe (http" in parts["text"] and "ACME, 5 Rue Test, Lyon" in parts["text"]
 
 
+@pytest.mark.parametrize(
+    "mention",
+    [
+        "{# links.unsubscribe_url goes here one day #}",
+        "<p>Write links.unsubscribe_url in your template</p>",
+        "{% raw %}{{ links.unsubscribe_url }}{% endraw %}",
+    ],
+    ids=["comment", "plain-text", "raw"],
+)
+def test_marketing_mail_that_only_mentions_the_unsubscribe_link_still_gets_the_footer(mention):
+    content = {**EMAIL, "html": EMAIL["html"] + mention, "text": "Deal\n" + mention}
+    version, _ = template_version_save(email_template(traffic="marketing"), content)
+
+    parts = rendered(version)
+
+    assert "/unsubscribe/sample-token/" in parts["html"]
+    assert "Unsubscribe (http" in parts["text"] or "/unsubscribe/sample-token/" in parts["text"]
+
+
+def test_marketing_mail_with_its_own_unsubscribe_link_gets_no_second_one():
+    own = "<a href=\"{{ links['unsubscribe_url'] }}\">Leave</a> {{ links.preferences_url }}"
+    content = {**EMAIL, "html": EMAIL["html"] + own, "text": "Leave: {{ links.unsubscribe_url }}"}
+    version, _ = template_version_save(email_template(traffic="marketing"), content)
+
+    parts = rendered(version)
+
+    assert parts["html"].count("/unsubscribe/sample-token/") == 1
+    assert parts["text"].count("/unsubscribe/sample-token/") == 1
+
+
 def test_transactional_mail_gets_no_marketing_footer():
     version, _ = template_version_save(email_template(), EMAIL)
 
