@@ -60,13 +60,15 @@ _INLINER = css_inline.CSSInliner(
 def compile_content(template: Template, content: dict[str, Any]) -> dict[str, Any]:
     """What sending renders: the authored parts, email wrapped, inlined and given a text part."""
     compiled = dict(content)
-    if template.channel != Channel.EMAIL or not content.get("html"):
+    if template.channel != Channel.EMAIL:
         return compiled
     layout = _layout(template)
     ntype = template.notification_type
     marketing = not ntype.is_transactional
     utm = _utm(ntype)
-    body = _wrap(layout.html if layout else BUILTIN_LAYOUT_HTML, content["html"])
+    # An html part is required now; a version saved before that may lack one and still
+    # gets the layout and, for marketing, the footer.
+    body = _wrap(layout.html if layout else BUILTIN_LAYOUT_HTML, content.get("html") or "")
     if marketing and not links_to_unsubscribe(body):
         body = _add_footer(body)
     try:

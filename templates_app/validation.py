@@ -26,6 +26,12 @@ CHANNEL_PARTS = {
     Channel.IN_APP: ({"title", "body"}, {"link"}),
     Channel.WEBHOOK: (set(), {"payload"}),
 }
+# Parts that must say something (an in-app item may be a title alone).
+NOT_BLANK = {
+    Channel.EMAIL: {"subject", "html"},
+    Channel.SMS: {"text"},
+    Channel.IN_APP: {"title"},
+}
 
 # GSM 03.38: the basic set is one septet, the extension set two (escape + char).
 GSM7_BASIC = set(
@@ -135,6 +141,13 @@ def validate_content(
     not_text = sorted(p for p, v in content.items() if not isinstance(v, str))
     if not_text:
         report.errors.append(f"parts must be text: {', '.join(not_text)}")
+    blank = sorted(
+        p
+        for p in NOT_BLANK.get(channel, ())
+        if isinstance(content.get(p), str) and not content[p].strip()
+    )
+    if blank:
+        report.errors.append(f"empty parts: {', '.join(blank)}")
     report.errors.extend(syntax_problems(content))
     if report.errors:
         return report

@@ -122,6 +122,17 @@ def test_marketing_mail_with_its_own_unsubscribe_link_gets_no_second_one():
     assert parts["text"].count("/unsubscribe/sample-token/") == 1
 
 
+def test_a_marketing_email_compiled_from_an_older_html_less_version_still_gets_the_footer():
+    from templates_app.compiling import compile_content
+
+    template = email_template(traffic="marketing")
+
+    compiled = compile_content(template, {"subject": "Sale", "html": "", "text": "Buy now"})
+
+    assert "links.unsubscribe_url" in compiled["html"]
+    assert compiled["text"].startswith("Buy now") and "links.unsubscribe_url" in compiled["text"]
+
+
 def test_transactional_mail_gets_no_marketing_footer():
     version, _ = template_version_save(email_template(), EMAIL)
 

@@ -67,6 +67,25 @@ def test_missing_and_unknown_parts_are_errors():
 
 
 @pytest.mark.parametrize(
+    ("channel", "content", "blank"),
+    [
+        ("email", {"subject": "Sale", "html": " \n", "text": "Buy now"}, "html"),
+        ("email", {"subject": "", "html": "<p>Buy</p>"}, "subject"),
+        ("sms", {"text": "  "}, "text"),
+        ("in_app", {"title": "", "body": "Read me"}, "title"),
+    ],
+)
+def test_a_required_part_left_blank_is_an_error(channel, content, blank):
+    report = validate_content(channel, content)
+
+    assert f"empty parts: {blank}" in report.errors
+
+
+def test_an_in_app_item_may_have_a_title_alone():
+    assert validate_content("in_app", {"title": "Shipped", "body": ""}).ok
+
+
+@pytest.mark.parametrize(
     ("text", "encoding", "segments"),
     [
         ("a" * 160, "GSM-7", 1),
