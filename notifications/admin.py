@@ -8,6 +8,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from preferences.admin import RECIPIENT_ACTIONS, RECIPIENT_INLINES
+from templates_app.admin import RecompileOnSave
+from templates_app.compiling import templates_using
 
 from .broadcasts import progress
 from .models import Category, Delivery, FeedItem, Notification, NotificationType, Recipient
@@ -36,10 +38,14 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(NotificationType)
-class NotificationTypeAdmin(admin.ModelAdmin):
+class NotificationTypeAdmin(RecompileOnSave, admin.ModelAdmin):
     list_display = ["key", "name", "category", "traffic", "channels", "is_active"]
     list_filter = ["traffic", "category", "is_active"]
     search_fields = ["key", "name"]
+
+    def affected(self, obj):
+        # Its traffic decides the marketing footer its emails are compiled with.
+        return templates_using(ntype=obj)
 
 
 class DeliveryInline(admin.TabularInline):

@@ -175,3 +175,31 @@ def test_deleting_a_layout_or_utm_parameters_in_the_admin_versions_the_emails_us
     compiled = Template.objects.get(pk=template.pk).current_version.compiled["html"]
     assert "<header>B</header>" not in compiled and "utm_source" not in compiled
     assert "https://shop.example.com/" in compiled
+
+
+@pytest.mark.django_db
+def test_turning_a_type_to_marketing_in_the_admin_gives_its_emails_the_footer(admin_client):
+    template = TemplateFactory(
+        channel="email", notification_type__sample_data=SAMPLE, notification_type__channels=["email"]
+    )
+    version, _ = template_version_save(template, {"subject": "s", "html": "<p>x</p>"})
+    ntype = template.notification_type
+    assert "unsubscribe_url" not in version.compiled["html"]
+
+    response = admin_client.post(
+        f"/admin/notifications/notificationtype/{ntype.pk}/change/",
+        {
+            "key": ntype.key,
+            "name": ntype.name,
+            "category": ntype.category_id,
+            "traffic": "marketing",
+            "channels": '["email"]',
+            "fallbacks": "{}",
+            "sample_data": '{"order_id": "A-1"}',
+            "is_active": "on",
+        },
+    )
+
+    assert response.status_code == 302, response.text[:2000]
+    template.refresh_from_db()
+    assert "links.unsubscribe_url" in template.current_version.compiled["html"]
