@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from django.core.exceptions import ValidationError
+from django.core.validators import slug_re
 from django.db import transaction
 
 from notifications.models import (
@@ -25,11 +26,13 @@ from notifications.models import (
     fallbacks_problems,
 )
 
-from .compiling import CONTENT_SLOT
+from .compiling import CONTENT_SLOT, templates_using
 from .locales import canonical_locale, locale_syntax
 from .models import Layout, Template, UtmParameters
-from .services import template_version_save
+from .services import template_version_save, templates_recompile
 from .validation import TemplateInvalid, syntax_problems
+
+KEY_LENGTH = 100  # the key columns of categories, types and layouts
 
 # Parts each channel's template must have, and parts it may have.
 REQUIRED_PARTS = {
@@ -118,12 +121,16 @@ def sync(document: dict[str, Any], *, user=None) -> SyncResult:
                 "name": item.get("name", item["key"]),
                 "description": item.get("description", ""),
             },
-        )
+        )[0]
         for item in document.get("categories", [])
     }
     categories.update({c.key: c for c in Category.objects.exclude(key__in=categories)})
-    layouts = {
-        item["key"]: _upsert(
+    # Email templates compiled with something the sync changes, the ones made in the admin
+    # included: each is compiled again at the end.
+    stale: set[int] = set()
+    layouts = {}
+    for item in document.get("layouts", []):
+        layout, changed = _upsert(
             Layout,
             result,
             "layouts",
@@ -134,11 +141,12 @@ def sync(document: dict[str, Any], *, user=None) -> SyncResult:
                 "text": item.get("text", ""),
             },
         )
-        for item in document.get("layouts", [])
-    }
+        layouts[item["key"]] = layout
+        if {"html", "text"} & set(changed):
+            stale.update(templates_using(layout=layout).values_list("pk", flat=True))
     layouts.update({la.key: la for la in Layout.objects.exclude(key__in=layouts)})
     for item in document.get("types", []):
-        ntype = _upsert(
+        ntype, changed = _upsert(
             NotificationType,
             result,
             "types",
@@ -154,35 +162,55 @@ def sync(document: dict[str, Any], *, user=None) -> SyncResult:
                 "is_active": item.get("is_active", True),
             },
         )
-        _sync_utm(ntype, item.get("utm") or {})
+        # Traffic decides the marketing footer; UTM parameters tag the links.
+        if _sync_utm(ntype, item.get("utm") or {}) or "traffic" in changed:
+            stale.update(templates_using(ntype=ntype).values_list("pk", flat=True))
         layout = layouts.get(item["layout"]) if item.get("layout") else None
         for channel, by_locale in (item.get("templates") or {}).items():
             for locale, content in by_locale.items():
                 _sync_template(ntype, channel, str(locale), content, layout, result, user)
+    result.updated["templates"] += _recompile(stale, user)
     return result
 
 
-def _sync_utm(ntype, params: dict) -> None:
+def _recompile(template_ids: set[int], user) -> int:
+    """Compile stale templates again; those the file just saved come out unchanged."""
+    templates = Template.objects.filter(pk__in=template_ids, current_version__isnull=False)
+    try:
+        return templates_recompile(
+            templates.select_related("notification_type", "current_version"), user=user
+        )
+    except TemplateInvalid as exc:
+        raise CatalogError([f"templates compiled again: {p}" for p in exc.problems]) from exc
+
+
+def _sync_utm(ntype, params: dict) -> bool:
+    """Store the type's UTM parameters; whether they changed."""
+    current = UtmParameters.objects.filter(notification_type=ntype).first()
+    if (current.params if current else {}) == params:
+        return False
     if params:
         UtmParameters.objects.update_or_create(notification_type=ntype, defaults={"params": params})
     else:
         UtmParameters.objects.filter(notification_type=ntype).delete()
+    return True
 
 
 def _upsert(model, result: SyncResult, kind: str, *, key: str, values: dict):
+    """The object, created or updated, and the names of the fields an update changed."""
     obj = model.objects.filter(key=key).first()
     if obj is None:
         result.created[kind] += 1
-        return model.objects.create(key=key, **values)
+        return model.objects.create(key=key, **values), []
     changed = [name for name, value in values.items() if getattr(obj, name) != value]
     if not changed:
         result.unchanged[kind] += 1
-        return obj
+        return obj, []
     for name in changed:
         setattr(obj, name, values[name])
     obj.save()
     result.updated[kind] += 1
-    return obj
+    return obj, changed
 
 
 def _sync_template(ntype, channel, locale, content, layout, result, user) -> None:
@@ -278,6 +306,14 @@ def _list(document: dict, name: str, problems: list[str]) -> list:
 def _has_key(item: Any, where: str, problems: list[str]) -> bool:
     if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
         problems.append(f"{where}: must be a mapping with a non-empty string 'key'")
+        return False
+    # What the key columns hold (slugs of 100 at most): reported here, not left to the INSERT.
+    key = item["key"]
+    if len(key) > KEY_LENGTH:
+        problems.append(f"{where}.key: at most {KEY_LENGTH} characters")
+        return False
+    if not slug_re.match(key):
+        problems.append(f"{where}.key: letters, digits, hyphens and underscores only ({key!r})")
         return False
     return True
 

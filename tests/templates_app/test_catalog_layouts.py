@@ -64,6 +64,28 @@ def test_a_changed_layout_versions_its_emails_and_nothing_else(document):
     assert "#fafafa" in email("order-shipped", "en").current_version.compiled["html"]
 
 
+def test_a_changed_layout_or_utm_versions_the_emails_made_in_the_admin_too(document):
+    from templates_app.services import template_version_save
+
+    sync(document)
+    shipped = email("order-shipped", "en")
+    added = Template.objects.create(
+        notification_type=shipped.notification_type, channel="email", locale="de"
+    )
+    template_version_save(added, {"subject": "Paket", "html": "<p>{{ data.order_id }}</p>"})
+    document["layouts"][0]["html"] = document["layouts"][0]["html"].replace("#ffffff", "#fafafa")
+    deals = next(t for t in document["types"] if t["key"] == "weekly-deals")
+    deals["utm"] = {**deals["utm"], "utm_term": "autumn"}
+
+    result = sync(document)
+
+    added.refresh_from_db()
+    assert "#fafafa" in added.current_version.compiled["html"]
+    assert added.current_version.number == 2
+    assert "utm_term=autumn" in email("weekly-deals", "en").current_version.compiled["html"]
+    assert result.updated["templates"] == Template.objects.filter(channel="email").count()
+
+
 def test_an_unchanged_resync_makes_no_version(document):
     sync(document)
     count = TemplateVersion.objects.count()

@@ -102,6 +102,10 @@ def test_type_fields_are_updated_in_place():
             lambda d: d["types"][0]["templates"]["sms"].update({"en us": {"text": "x"}}),
             "A locale is a language code",
         ),
+        (lambda d: d["categories"][0].update(key="c" * 101), "at most 100 characters"),
+        (lambda d: d["types"][0].update(key="t" * 101), "at most 100 characters"),
+        (lambda d: d["layouts"][0].update(key="l" * 101), "at most 100 characters"),
+        (lambda d: d["types"][0].update(key="order shipped!"), "letters, digits"),
     ],
 )
 def test_a_bad_catalog_is_refused_whole_with_the_place_of_the_problem(tmp_path, edit, problem):

@@ -180,7 +180,9 @@ def test_deleting_a_layout_or_utm_parameters_in_the_admin_versions_the_emails_us
 @pytest.mark.django_db
 def test_turning_a_type_to_marketing_in_the_admin_gives_its_emails_the_footer(admin_client):
     template = TemplateFactory(
-        channel="email", notification_type__sample_data=SAMPLE, notification_type__channels=["email"]
+        channel="email",
+        notification_type__sample_data=SAMPLE,
+        notification_type__channels=["email"],
     )
     version, _ = template_version_save(template, {"subject": "s", "html": "<p>x</p>"})
     ntype = template.notification_type
