@@ -10,10 +10,13 @@ so overlapping runs never send it twice.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from datetime import datetime, time, timedelta
 
+import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 
 from channels.registry import primary_provider
@@ -25,8 +28,10 @@ from .eligibility import DIGEST_TYPE_PREFIX, decide, zone_of
 from .models import Frequency, Preference, TypeDefault
 
 DIGEST_BATCH = 2000
-# Pages of items a run looks through for due ones: past that, the next run goes on.
+# Pages of items a run looks through for due ones: past that, the next run goes on from
+# where it stopped (the cursor, shared by every worker), then starts over at the end.
 DIGEST_MAX_PAGES = 10
+DIGEST_CURSOR = "clarion:digests:after"
 DIGEST_API_KEY_ID = "clarion-digests"
 
 FOOTER_HTML = (
@@ -123,20 +128,29 @@ def send_digests(limit: int = DIGEST_BATCH) -> int:
     now = clock.now()
     with transaction.atomic():
         groups: dict[tuple, list[Delivery]] = defaultdict(list)
-        due, after = 0, 0
+        due, start = 0, _cursor()
+        after, stop = start, None
         # Page past the items not yet due (a weekly backlog before its weekday), so they
-        # never keep the due ones of a daily digest out of the run.
+        # never keep the due ones of a daily digest out of the run, nor out of the next.
         for _ in range(DIGEST_MAX_PAGES):
             if due >= limit:
                 break
+            items = Delivery.objects.filter(
+                status=Delivery.Status.DIGESTED, digest__isnull=True, id__gt=after
+            )
+            if stop is not None:
+                items = items.filter(id__lte=stop)
             page = list(
-                Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+                items.select_for_update(skip_locked=True, of=("self",))
                 .select_related("recipient", "notification__type__category")
-                .filter(status=Delivery.Status.DIGESTED, digest__isnull=True, id__gt=after)
                 .order_by("id")[:limit]
             )
             if not page:
-                break
+                after = 0
+                if start == 0 or stop is not None:
+                    break  # all looked through
+                after, stop = 0, start  # the end: on from the start, up to where this began
+                continue
             after = page[-1].id
             for key, item in _due(page, now):
                 groups[key].append(item)
@@ -144,7 +158,20 @@ def send_digests(limit: int = DIGEST_BATCH) -> int:
         made = [_fold(group, moment, period, now) for (*_, moment, period), group in groups.items()]
         made = [d for d in made if d is not None]
         enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in made)
+    _move_cursor(after)
     return len(made)
+
+
+def _cursor() -> int:
+    try:
+        return int(cache.get(DIGEST_CURSOR) or 0)
+    except redis.RedisError:
+        return 0  # from the start: slower through a backlog, never wrong
+
+
+def _move_cursor(after: int) -> None:
+    with contextlib.suppress(redis.RedisError):
+        cache.set(DIGEST_CURSOR, after, timeout=None)
 
 
 def _due(items: list[Delivery], now: datetime):

@@ -275,6 +275,48 @@ def test_weekly_items_not_yet_due_never_hold_back_a_daily_digest(parisian, promo
     assert [d.recipient.external_id for d in waiting] == ["bob"]
 
 
+def test_a_backlog_of_weekly_items_longer_than_a_run_looks_through_is_passed_in_turn(
+    parisian, promotions, monkeypatch
+):
+    monkeypatch.setattr("preferences.digests.DIGEST_MAX_PAGES", 2)
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    weekly = [RecipientFactory(timezone="Europe/Paris") for _ in range(3)]
+    for person in weekly:
+        choose(person, categories={"promotions": {"frequency": "weekly"}})
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(8, 10, 0))  # a Tuesday: the weekly digests are six days away
+    send(news, weekly, {"deal": "W"})  # three items with the lower ids
+    send(news, [parisian], {"deal": "D"})
+    set_now(paris(9, 8, 5))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        # Each run looks through two items: the second run goes on where the first stopped.
+        made = [send_digests(limit=1) for _ in range(2)]
+    assert made == [0, 1]
+    waiting = Delivery.objects.filter(status="digested", digest__isnull=True)
+    assert parisian.id not in {d.recipient_id for d in waiting}
+
+
+def test_a_run_that_starts_mid_way_goes_round_once_and_folds_each_item_once(
+    parisian, promotions, monkeypatch
+):
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    set_now(paris(8, 10, 0))
+    first, second = (send(news, [parisian], {"deal": d}) for d in "AB")
+    last = Delivery.objects.get(notification=second)
+    set_now(paris(9, 8, 5))
+    # The previous run stopped at the first item; the second is past it.
+    from django.core.cache import cache
+
+    cache.set("clarion:digests:after", Delivery.objects.get(notification=first).id)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert send_digests() == 1
+    [digest] = Delivery.objects.filter(notification__type__key__startswith="digest--")
+    assert digest.notification.data["count"] == 2
+    last.refresh_from_db()
+    assert last.digest_id == digest.id
+
+
 def test_a_digest_item_opted_out_before_the_morning_is_skipped(parisian, marketing):
     choose(parisian, categories={"promotions": {"frequency": "daily"}})
     set_now(paris(9, 12, 0))
