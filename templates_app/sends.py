@@ -20,11 +20,27 @@ class TestSendError(ValueError):
 
 def staff_recipient(user, *, locale: str, phone: str = "") -> Recipient:
     """The recipient standing for a staff member in test sends (never a real customer)."""
+    external_id = f"staff-test-{user.pk}"
+    existing = Recipient.objects.filter(external_id=external_id).first()
+    if existing is not None and not _is_test_recipient(existing):
+        # The API takes any external id, so a customer may hold this one: updating it would
+        # overwrite their address and locale with the staff member's.
+        raise TestSendError(
+            f"the recipient {external_id} is a real one made through the API, not your test "
+            "recipient: it was left unchanged and nothing was sent"
+        )
     recipient, _ = Recipient.objects.update_or_create(
-        external_id=f"staff-test-{user.pk}",
+        external_id=external_id,
         defaults={"email": user.email, "phone": phone, "locale": locale},
     )
     return recipient
+
+
+def _is_test_recipient(recipient: Recipient) -> bool:
+    # send_test makes its recipient and a test delivery in one transaction, so a row of ours
+    # has test deliveries only, and at least one. One with none was made through the API.
+    tests = set(recipient.deliveries.values_list("is_test", flat=True).distinct())
+    return tests == {True}
 
 
 def send_test(template: Template, *, user, phone: str = "") -> Delivery:
