@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 
 from django import forms
 from django.contrib import admin, messages
@@ -227,29 +228,54 @@ class TemplateAdmin(admin.ModelAdmin):
         version = None
         if request.GET.get("version"):
             version = _version_or_404(template.versions.all(), request.GET["version"])
-        locale = (request.GET.get("locale") or template.locale).strip()[:16]
-        recipient = None
-        if request.GET.get("recipient"):
-            recipient = Recipient.objects.filter(
-                external_id=request.GET["recipient"], erased_at__isnull=True
-            ).first()
-            if recipient is None:
-                messages.warning(request, "No such recipient: showing the sample data.")
-            elif not request.GET.get("locale"):
-                locale = recipient.locale or locale
-        previews = preview_type(ntype, locale, recipient=recipient, version=version)
+        given_locale = request.GET.get("locale", "").strip()[:16]
+        locale = given_locale or template.locale
+        can_view_recipients = request.user.has_perm("notifications.view_recipient")
+        recipient = self._preview_recipient(request, can_view_recipients)
+        if recipient is not None and not given_locale:
+            # As sending picks: by the recipient's locale even when empty (the default then).
+            locale = recipient.locale
+        previews = preview_type(
+            ntype, locale, template.channel, recipient=recipient, version=version
+        )
         context = {
-            **self._context(request, template, f"Preview: {ntype.name} ({locale})"),
+            **self._context(request, template, f"Preview: {ntype.name} ({locale or 'default'})"),
             "previews": previews,
             "locale": locale,
+            "given_locale": given_locale,
             "recipient": recipient,
-            "recipient_id": request.GET.get("recipient", ""),
+            "recipient_id": request.GET.get("recipient", "") if can_view_recipients else "",
+            "can_view_recipients": can_view_recipients,
             "version": version or template.current_version,
             "locales": sorted(set(ntype.templates.values_list("locale", flat=True))),
         }
         response = TemplateResponse(request, "admin/templates_app/template/preview.html", context)
         response["Content-Security-Policy"] = PREVIEW_CSP
         return response
+
+    def _preview_recipient(self, request, can_view_recipients: bool) -> Recipient | None:
+        """The recipient chosen with ?recipient=, if the staff member may see recipients.
+
+        A preview as someone shows their address and working signed links (unsubscribe,
+        preferences). Without the permission the choice is ignored with a message rather than
+        a 403, so the page still previews with the sample data and says why.
+        """
+        external_id = request.GET.get("recipient")
+        if not external_id:
+            return None
+        if not can_view_recipients:
+            messages.warning(
+                request,
+                "Previewing as a recipient needs permission to view recipients: "
+                "showing the sample data.",
+            )
+            return None
+        recipient = Recipient.objects.filter(
+            external_id=external_id, erased_at__isnull=True
+        ).first()
+        if recipient is None:
+            messages.warning(request, "No such recipient: showing the sample data.")
+        return recipient
 
     def diff_view(self, request, pk: int):
         template = self._template(request, pk)
@@ -337,7 +363,9 @@ def _authoring_help() -> str:
 
 def _version_or_404(versions, pk) -> TemplateVersion:
     """A version named in a query string; anything but one of its ids is a 404."""
-    if not str(pk).isdigit():
+    # ASCII digits only ("²".isdigit() is true, yet int() refuses it), and few enough for
+    # int() and a bigint.
+    if not re.fullmatch(r"[0-9]{1,18}", str(pk)):
         raise Http404("No such version.")
     return get_object_or_404(versions, pk=int(pk))
 

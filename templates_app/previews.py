@@ -28,7 +28,10 @@ class ChannelPreview:
 
 
 def preview_context(ntype: NotificationType, recipient: Recipient | None) -> dict[str, Any]:
-    """Sample data, with a real recipient's fields and links when one is chosen."""
+    """Sample data, with a real recipient's fields and links when one is chosen.
+
+    Those links are signed and work: pass a recipient only for staff who may view recipients.
+    """
     context = sample_context(dict(ntype.sample_data or {}))
     context["notification"] = {"id": "preview", "type": ntype.key}
     if recipient is not None:
@@ -40,21 +43,21 @@ def preview_context(ntype: NotificationType, recipient: Recipient | None) -> dic
 def preview_type(
     ntype: NotificationType,
     locale: str,
+    own_channel: str,
     *,
     recipient: Recipient | None = None,
     version: TemplateVersion | None = None,
 ) -> list[ChannelPreview]:
-    """Every channel of the type in ``locale`` (with fallback); ``version`` replaces its own."""
+    """Every channel of the type in ``locale`` (with fallback), and ``own_channel``, that of
+    the template previewed; ``version``, one of that template's, replaces its current one.
+    """
     context = preview_context(ntype, recipient)
     # Sending appends the opt-out wording to marketing SMS in the person's language.
     sms_recipient = recipient or Recipient(locale=locale)
-    channels = list(
-        dict.fromkeys([*ntype.channels, *([version.template.channel] if version else [])])
-    )
     previews = []
-    for channel in channels:
+    for channel in preview_channels(ntype, own_channel):
         chosen = pick(versions_for(ntype.id, channel), locale)
-        if version is not None and version.template.channel == channel:
+        if version is not None and channel == own_channel:
             chosen = version
         preview = _render(channel, chosen, context)
         if channel == "sms" and isinstance(preview.parts.get("text"), str):
@@ -62,6 +65,16 @@ def preview_type(
             preview.sms = sms_length(preview.parts["text"])
         previews.append(preview)
     return previews
+
+
+def preview_channels(ntype: NotificationType, own_channel: str) -> list[str]:
+    """The type's channels, those it falls back to, and the template's own: once each.
+
+    A fallback channel's template is sent when the first channel fails, and the template
+    previewed is shown even on a channel its type no longer lists.
+    """
+    fallbacks = [c for chain in (ntype.fallbacks or {}).values() for c in chain]
+    return list(dict.fromkeys([*ntype.channels, *fallbacks, own_channel]))
 
 
 def _render(channel: str, version: TemplateVersion | None, context: dict) -> ChannelPreview:

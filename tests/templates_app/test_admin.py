@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
 
-from notifications.models import Delivery, FeedItem
+from notifications.models import Delivery, FeedItem, Notification
 from templates_app.models import Template, TemplateVersion
 from templates_app.services import template_version_save
 from tests.factories import NotificationTypeFactory, RecipientFactory, TemplateFactory
@@ -139,6 +141,66 @@ def test_preview_with_a_chosen_recipient_and_locale(admin_client, ntype, email_t
     assert "(fr v1)" in response.text
 
 
+def test_preview_for_a_recipient_without_a_locale_picks_what_sending_picks(admin_client, ntype):
+    from notifications.messages import MessageBuilder
+
+    template_version_save(TemplateFactory(notification_type=ntype), EMAIL)
+    fr = TemplateFactory(notification_type=ntype, channel="email", locale="fr")
+    template_version_save(fr, {"subject": "Commande", "html": "<p>"})
+    recipient = RecipientFactory(external_id="nolocale", locale="")
+    notification = Notification.objects.create(type=ntype, data=SAMPLE)
+    delivery = Delivery(notification=notification, recipient=recipient, channel="email")
+
+    response = admin_client.get(
+        f"/admin/templates_app/template/{fr.pk}/preview/?recipient=nolocale"
+    )
+
+    sent = MessageBuilder().version_for(delivery)
+    assert sent.template.locale == "en"
+    assert f"(en v{sent.number})" in response.text and "(fr v1)" not in response.text
+
+
+def staff_client(django_user_model, *perms):
+    user = django_user_model.objects.create_user("staff", "staff@example.com", is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("can_view_recipients", [False, True])
+def test_previewing_as_a_recipient_needs_permission_to_view_recipients(
+    django_user_model, can_view_recipients
+):
+    ntype = NotificationTypeFactory(channels=["email"], traffic="marketing", sample_data=SAMPLE)
+    template = TemplateFactory(notification_type=ntype)
+    html = "<p>{{ recipient.email }} {{ links.unsubscribe_url }} {{ links.preferences_url }}</p>"
+    template_version_save(template, {"subject": "Sale", "html": html})
+    RecipientFactory(external_id="zoe", email="zoe@customer.example")
+    perms = ["templates_app.view_template"]
+    if can_view_recipients:
+        perms.append("notifications.view_recipient")
+    client = staff_client(django_user_model, *perms)
+
+    response = client.get(f"/admin/templates_app/template/{template.pk}/preview/?recipient=zoe")
+
+    assert response.status_code == 200
+    signed = re.findall(r"/(?:unsubscribe|preferences)/([^/\s\"&]+)/", response.text)
+    assert signed
+    if can_view_recipients:
+        assert "zoe@customer.example" in response.text
+        assert "sample-token" not in signed
+    else:
+        assert "zoe@customer.example" not in response.text
+        assert set(signed) == {"sample-token"}
+        assert "permission to view recipients" in response.text
+        assert 'name="recipient"' not in response.text
+
+
 def test_send_a_test_email_to_ones_own_address(
     admin_client, admin_user, email_template, smtp_server
 ):
@@ -164,6 +226,34 @@ def test_send_a_test_in_app_message_to_ones_own_feed(admin_client, admin_user, n
     item = FeedItem.objects.get()
     assert item.title == "T A-1" and item.recipient.external_id == f"staff-test-{admin_user.pk}"
     assert item.delivery.is_test
+
+    admin_client.post(f"/admin/templates_app/template/{template.pk}/test-send/")
+    assert FeedItem.objects.count() == 2  # the second test reuses the staff recipient
+
+
+@pytest.mark.parametrize("real_delivery", [True, False])
+def test_a_test_send_never_overwrites_a_customer_with_the_staff_test_id(
+    admin_client, admin_user, ntype, real_delivery
+):
+    template = TemplateFactory(notification_type=ntype, channel="in_app")
+    template_version_save(template, {"title": "T", "body": "b"})
+    customer = RecipientFactory(
+        external_id=f"staff-test-{admin_user.pk}", email="ann@customer.example", locale="de"
+    )
+    if real_delivery:
+        notification = Notification.objects.create(type=ntype, data=SAMPLE)
+        Delivery.objects.create(
+            notification=notification, recipient=customer, channel="email", traffic="transactional"
+        )
+
+    response = admin_client.post(
+        f"/admin/templates_app/template/{template.pk}/test-send/", follow=True
+    )
+
+    assert f"The recipient staff-test-{admin_user.pk} is a real one" in response.text
+    customer.refresh_from_db()
+    assert (customer.email, customer.locale) == ("ann@customer.example", "de")
+    assert not Delivery.objects.filter(is_test=True).exists()
 
 
 @pytest.mark.parametrize("phone", ["", "call me", "+1" + "5" * 40])
@@ -193,7 +283,17 @@ def test_admin_pages_render(admin_client, email_template):
 
 
 @pytest.mark.parametrize(
-    "query", ["preview/?version=abc", "diff/?b=abc", "diff/?a=x1", "preview/?version=999999"]
+    "query",
+    [
+        "preview/?version=abc",
+        "diff/?b=abc",
+        "diff/?a=x1",
+        "preview/?version=999999",
+        "preview/?version=²",
+        "diff/?b=²",
+        "diff/?a=１",
+        "diff/?b=" + "9" * 5000,
+    ],
 )
 def test_a_version_that_is_not_one_of_the_template_is_not_found(
     admin_client, email_template, query
@@ -230,6 +330,21 @@ def test_marketing_sms_preview_shows_the_opt_out_wording_sending_adds(admin_clie
 
     assert "Sale on A-1 Reply STOP to opt out." in response.text
     assert "34 characters, GSM-7, 1 segment" in response.text
+
+
+def test_preview_shows_a_template_on_a_fallback_channel_of_its_type(admin_client):
+    ntype = NotificationTypeFactory(
+        channels=["email"], fallbacks={"email": ["sms"]}, sample_data=SAMPLE
+    )
+    email = TemplateFactory(notification_type=ntype, channel="email")
+    template_version_save(email, EMAIL)
+    sms = TemplateFactory(notification_type=ntype, channel="sms")
+    template_version_save(sms, {"text": "SMS {{ data.order_id }}"})
+
+    for template in (sms, email):
+        response = admin_client.get(f"/admin/templates_app/template/{template.pk}/preview/")
+        assert 'data-channel="sms"' in response.text and "SMS A-1" in response.text
+        assert 'data-channel="email"' in response.text
 
 
 def test_send_a_test_sms_to_the_number_given_through_twilio(
