@@ -25,7 +25,7 @@ from channels.base import (
 )
 from channels.registry import get_provider
 
-from .journal import SendJournal
+from .journal import JOURNAL_LOST, SendJournal
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,10 @@ def dispatch(
     grant = _acquire(provider_name, len(allowed))
     now, later = allowed[: grant.granted], allowed[grant.granted :]
     outcomes = _send(provider, provider_name, now, journal)
-    failed = sum(1 for o in outcomes if o.error_kind in (TRANSIENT, AMBIGUOUS))
-    _count(provider_name, admission, ok=len(outcomes) - failed, failed=failed)
+    # What the provider answered: messages given back unsent (journal lost) never reached it.
+    answered = [o for o in outcomes if not o.error.startswith(JOURNAL_LOST)]
+    failed = sum(1 for o in answered if o.error_kind in (TRANSIENT, AMBIGUOUS))
+    _count(provider_name, admission, ok=len(answered) - failed, failed=failed)
     outcomes += [_circuit_open(provider_name, m) for m in refused]
     outcomes += [
         Outcome.failed(

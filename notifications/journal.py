@@ -13,8 +13,11 @@ which every claim sets anew): a note left by an earlier claim, when this claim's
 lost to a Redis blip, says nothing of this one. An attempt number would not do: an attempt
 never tried (rate limited, circuit open) is given back, and the next claim counts it again.
 
-Writing the journal never stops a send: when Redis is away the entries are missing, and the
+Writing the journal never stops sending: when Redis is away the entries are missing, and the
 sweeper treats a delivery without entries as in doubt (flagged), as it would without one.
+One case differs: Redis lost after the claim was noted. The claim's notes still say "never
+tried", and a crash would have the sweeper resend unflagged what went out since; so the
+rest of that batch is given back unsent (no attempt spent) and sent again in a moment.
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ from functools import cache
 import redis
 from django.conf import settings
 
-from channels.base import AMBIGUOUS, Message, Outcome
+from channels.base import AMBIGUOUS, TRANSIENT, Message, Outcome
 
 log = logging.getLogger(__name__)
 
 CLAIMED, TRYING, SENT = "claimed", "trying", "sent"
+# The error of a message given back unsent when the journal was lost mid-batch: like a rate
+# limit, it spends no attempt and is not counted by the provider's breaker.
+JOURNAL_LOST = "journal lost"
+GIVEN_BACK_RETRY_SECONDS = 5.0
 
 
 @cache
@@ -53,6 +60,8 @@ class SendJournal:
         url = settings.REDIS_URL
         self.client = _client(url) if url else None
         self.claims: dict[int, datetime] = {}
+        # Whether notes of the claim stand in Redis, saying "claimed" until changed.
+        self.claim_noted = False
 
     def _note(self, delivery_id: int, state: str, message_id: str = "") -> tuple[str, str]:
         key = note_key(delivery_id, self.claims.get(delivery_id))
@@ -82,6 +91,7 @@ class SendJournal:
         """Note deliveries claimed, each with its claim's ``claimed_at``."""
         self.claims.update(claims)
         self._write(self._note(i, CLAIMED) for i in claims)
+        self.claim_noted = self.client is not None
 
     def track(
         self, messages: list[Message], outcomes: Iterator[Outcome], *, whole_batch: bool = False
@@ -96,6 +106,9 @@ class SendJournal:
         try:
             if ids:
                 stream.write([self._note(i, TRYING) for i in (ids if whole_batch else ids[:1])])
+                if self._notes_stuck():
+                    yield from _given_back(ids, outcomes)
+                    return
             for index, outcome in enumerate(outcomes):
                 if outcome.sent:
                     entries = [self._note(outcome.delivery_id, SENT, outcome.provider_message_id)]
@@ -108,8 +121,30 @@ class SendJournal:
                 # This outcome, and the next message now in flight: written before it goes.
                 stream.write(entries)
                 yield outcome
+                # A whole batch went in one call: none of it is left to hold back.
+                if not whole_batch and index + 1 < len(ids) and self._notes_stuck():
+                    yield from _given_back(ids[index + 1 :], outcomes)
+                    return
         finally:
             stream.close()
+
+    def _notes_stuck(self) -> bool:
+        """The claim's "claimed" notes stand, and Redis has been lost since: they can no
+        longer be changed (for this batch, whichever provider group lost it)."""
+        return self.claim_noted and self.client is None
+
+
+def _given_back(ids: list[int], outcomes: Iterator[Outcome]) -> Iterator[Outcome]:
+    close = getattr(outcomes, "close", None)
+    if close is not None:
+        close()  # a provider's stream sends nothing more (and closes its connection)
+    for delivery_id in ids:
+        yield Outcome.failed(
+            delivery_id,
+            TRANSIENT,
+            f"{JOURNAL_LOST}: not sent, so that a crash cannot resend it unflagged",
+            retry_after=GIVEN_BACK_RETRY_SECONDS,
+        )
 
 
 class _Stream:

@@ -27,6 +27,7 @@ from . import clock, enqueue
 from .bulk import bulk_set
 from .dispatch import CIRCUIT_OPEN, RATE_LIMITED
 from .fallback import onward_hops
+from .journal import JOURNAL_LOST
 from .models import Delivery
 
 RECORDED_FIELDS = [
@@ -117,9 +118,9 @@ def _retry_after(
 def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
     if outcome.error_kind == PERMANENT:
         return False
-    if outcome.error.startswith((CIRCUIT_OPEN, RATE_LIMITED)):
-        # Never tried: waiting for the breaker's next probe, or for the provider's send rate,
-        # spends no attempt. With no backup, failing it would lose it to an outage.
+    if outcome.error.startswith((CIRCUIT_OPEN, RATE_LIMITED, JOURNAL_LOST)):
+        # Never tried: waiting for the breaker's next probe, for the provider's send rate or
+        # for the send journal spends no attempt. With no backup, failing it would lose it.
         delivery.attempts -= 1
         return True
     return delivery.attempts < settings.MAX_ATTEMPTS.get(delivery.channel, 5)

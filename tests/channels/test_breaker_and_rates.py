@@ -183,3 +183,26 @@ def test_a_provider_that_cannot_be_loaded_does_not_close_its_half_open_breaker(l
     # Nothing reached a provider: the probe is still to be sent, by a batch that can.
     assert breaker.state("retired-esp").state == "half-open"
     assert breaker.admit("retired-esp") is Admission.PROBE
+
+
+def test_a_probe_given_back_unsent_leaves_the_breaker_half_open(limits):
+    import redis as redis_client
+
+    from channels.base import Message
+    from notifications.dispatch import dispatch
+    from notifications.journal import JOURNAL_LOST, SendJournal
+
+    breaker.record("in_app", Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    journal = SendJournal()
+    journal.claimed({1: clock.now()})
+    journal.client = redis_client.Redis.from_url("redis://127.0.0.1:1/0")  # lost since
+    try:
+        [outcome] = dispatch("in_app", [Message(delivery_id=1, to="ada", content={})], journal)
+    finally:
+        SendJournal().client.delete(*SendJournal().client.keys("clarion:journal:1:*"))
+
+    assert outcome.error.startswith(JOURNAL_LOST)
+    # It never reached the provider: no verdict on it, and the next batch probes.
+    assert breaker.state("in_app").state == "half-open"
+    assert breaker.admit("in_app") is Admission.PROBE

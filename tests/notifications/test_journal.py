@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 
-from channels.base import AMBIGUOUS, Message, Outcome, send_stream
+from channels.base import AMBIGUOUS, TRANSIENT, Message, Outcome, send_stream
 from notifications import journal
 from notifications.journal import SendJournal
 
@@ -106,3 +107,61 @@ def test_a_note_speaks_only_for_the_claim_that_wrote_it(clean_journal):
         first: ("sent", "m:1"),
         second: ("claimed", ""),
     }
+
+
+def _provider(sent: list[int], ids: list[int]):
+    """A provider's stream of outcomes that notes each message as it goes out."""
+    for i in ids:
+        sent.append(i)
+        yield Outcome.ok(i, f"m-{i}")
+
+
+def test_redis_lost_after_the_claim_gives_the_batch_back_before_anything_goes(clean_journal):
+    tracker = claimed(*clean_journal)
+    tracker.client = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    sent: list[int] = []
+
+    passed = list(tracker.track(messages(*clean_journal), _provider(sent, clean_journal)))
+
+    # The claim's notes say "never tried" and can no longer change: nothing may go out now.
+    assert sent == []
+    assert [(o.error_kind, o.error.split(":")[0]) for o in passed] == [
+        (TRANSIENT, journal.JOURNAL_LOST)
+    ] * 3
+    assert journal.progress(claims(clean_journal)) == {i: ("claimed", "") for i in clean_journal}
+
+
+def test_redis_lost_mid_batch_gives_the_rest_back_unsent(clean_journal, monkeypatch):
+    first, second, third = clean_journal
+    writes: list[list] = []
+    real_write = journal._Stream.write
+
+    def write_then_lose(stream, entries):
+        writes.append(entries)
+        if len(writes) == 2:  # Redis goes while the first outcome is being noted
+            stream._lost()
+            return
+        real_write(stream, entries)
+
+    monkeypatch.setattr(journal._Stream, "write", write_then_lose)
+    sent: list[int] = []
+
+    passed = list(
+        claimed(*clean_journal).track(messages(*clean_journal), _provider(sent, clean_journal))
+    )
+
+    assert sent == [first]
+    assert [o.sent for o in passed] == [True, False, False]
+    assert {o.delivery_id for o in passed[1:]} == {second, third}
+    assert all(o.error.startswith(journal.JOURNAL_LOST) for o in passed[1:])
+
+
+def test_without_a_claim_noted_a_lost_journal_stops_nothing(clean_journal):
+    tracker = SendJournal()
+    tracker.client = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    tracker.claimed(claims(clean_journal))  # Redis already away: no note says "claimed"
+    sent: list[int] = []
+
+    passed = list(tracker.track(messages(*clean_journal), _provider(sent, clean_journal)))
+
+    assert sent == clean_journal and all(o.sent for o in passed)

@@ -175,12 +175,16 @@ def test_a_half_open_breakers_batch_mates_wait_for_it_rather_than_fail(settings)
     assert statuses == ["deferred", "deferred", "sent"]
 
 
-def test_a_rate_limit_wait_spends_no_attempt():
+@pytest.mark.parametrize(
+    "error", ["rate limited: sms", "journal lost: not sent"], ids=["rate-limit", "journal-lost"]
+)
+def test_a_message_given_back_unsent_spends_no_attempt(error):
     delivery = sending(attempts=3)
 
-    answer(delivery, Outcome.failed(delivery.id, TRANSIENT, "rate limited: sms", retry_after=1))
+    answer(delivery, Outcome.failed(delivery.id, TRANSIENT, error, retry_after=1))
 
     assert (delivery.status, delivery.attempts) == ("pending", 2)
+    assert hops(delivery) == []
 
 
 def test_a_hop_never_follows_a_success():
