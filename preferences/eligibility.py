@@ -16,9 +16,10 @@ digest), quiet hours (defer to their end) and, per notification, the daily cap (
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -292,6 +293,9 @@ class CapLedger:
         }
         self.caps = {rid: cap for rid, cap in self.caps.items() if cap is not None}
         self.seen: dict[int, set] = {rid: set() for rid in self.caps}
+        # Messages already deferred to later days, by local day: a deferral goes to the
+        # first day with room, so a day's overflow does not all land on the next one.
+        self.later: dict[int, dict[date, set]] = {rid: defaultdict(set) for rid in self.caps}
         if self.caps:
             self._load()
 
@@ -319,6 +323,9 @@ class CapLedger:
             start, end = days[rid]
             if when is not None and start <= when < end:
                 self.seen[rid].add(notification_id)
+            elif status == Delivery.Status.DEFERRED and when is not None and when >= end:
+                local_day = when.astimezone(end.tzinfo).date()
+                self.later[rid][local_day].add(notification_id)
 
     def admit(self, notification_id, decision: Decision, traffic: str) -> Decision:
         """The decision, or a capped one when this notification would exceed the cap."""
@@ -333,10 +340,18 @@ class CapLedger:
         if len(seen) < self.caps[rid]:
             seen.add(notification_id)
             return decision
-        if settings.MARKETING_CAP_MODE == "defer":
-            tomorrow = local_day_start(self.recipients[rid], self.now) + timedelta(days=1)
-            return replace(decision, defer_until=max(tomorrow, decision.defer_until or tomorrow))
+        if settings.MARKETING_CAP_MODE == "defer" and self.caps[rid] > 0:
+            day = self._day_with_room(rid, notification_id)
+            return replace(decision, defer_until=max(day, decision.defer_until or day))
         return replace(decision, skip_reason=Skip.CAPPED)
+
+    def _day_with_room(self, rid: int, notification_id) -> datetime:
+        """The start of the first local day after today with room under the cap."""
+        day = local_day_start(self.recipients[rid], self.now) + timedelta(days=1)
+        while len(self.later[rid][day.date()] - {notification_id}) >= self.caps[rid]:
+            day += timedelta(days=1)  # local midnight to local midnight, across DST too
+        self.later[rid][day.date()].add(notification_id)
+        return day
 
 
 # --- The same rules, set-based (broadcasts to audiences) ------------------------------------

@@ -159,6 +159,26 @@ def test_the_cap_can_defer_to_the_next_local_day_instead(settings, parisian, pro
     assert (delivery.status, delivery.next_attempt_at) == ("deferred", paris(4, 0, 0))
 
 
+def test_deferred_overflow_is_spread_over_the_next_days_within_the_cap(
+    settings, parisian, promotions
+):
+    settings.MARKETING_DAILY_CAP = 1
+    settings.MARKETING_CAP_MODE = "defer"
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    set_now(paris(3, 9, 0))
+    held = [send(news, [parisian], {"deal": i}) for i in range(5)][1:]
+    due = [Delivery.objects.get(notification=n).next_attempt_at for n in held]
+    assert due == [paris(4, 0, 0), paris(5, 0, 0), paris(6, 0, 0), paris(7, 0, 0)]
+
+
+def test_a_personal_cap_of_zero_skips_marketing_even_in_defer_mode(settings, parisian, promotions):
+    settings.MARKETING_CAP_MODE = "defer"
+    choose(parisian, daily_marketing_cap=0)
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    set_now(paris(3, 9, 0))
+    assert statuses(send(news, [parisian], {"deal": 1})) == [("skipped", "capped")]
+
+
 def test_a_message_released_on_a_new_day_counts_for_that_day(settings, parisian, promotions):
     settings.MARKETING_DAILY_CAP = 1
     settings.MARKETING_CAP_MODE = "defer"
