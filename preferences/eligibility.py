@@ -238,8 +238,9 @@ def quiet_until(
     inside = start <= t < end if start < end else (t >= start or t < end)
     if not inside:
         return None
-    until = datetime.combine(local.date(), end, tzinfo=local.tzinfo)
-    if until <= local:
+    # In the hour a clock repeats (autumn), the window ends in the same pass of it as now.
+    until = datetime.combine(local.date(), end, tzinfo=local.tzinfo).replace(fold=local.fold)
+    if until.timestamp() <= local.timestamp():  # instants, not wall times
         until = datetime.combine(local.date() + timedelta(days=1), end, tzinfo=local.tzinfo)
     return until
 

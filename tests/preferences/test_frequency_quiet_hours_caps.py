@@ -77,6 +77,21 @@ def test_marketing_in_quiet_hours_is_sent_when_they_end(smtp_server, parisian, m
     assert statuses(notification) == [("sent", "")]
 
 
+def test_quiet_hours_ending_in_the_repeated_autumn_hour_end_in_the_same_pass(ada):
+    from datetime import UTC, time
+
+    from preferences.eligibility import quiet_until
+
+    ada.timezone = "America/New_York"
+    # 2026-11-01 06:15 UTC is 01:15 EST, the second time the clocks show 01:15.
+    now = datetime(2026, 11, 1, 6, 15, tzinfo=UTC)
+    until = quiet_until((time(22, 0), time(1, 30)), ada, now)
+    assert until.astimezone(UTC) == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+    # The first pass (01:15 EDT) ends at its own 01:30.
+    first = quiet_until((time(22, 0), time(1, 30)), ada, datetime(2026, 11, 1, 5, 15, tzinfo=UTC))
+    assert first.astimezone(UTC) == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+
+
 def test_transactional_mail_ignores_quiet_hours(smtp_server, parisian, password_reset):
     choose(parisian, quiet_hours={"start": "22:00", "end": "08:00"})
     set_now(paris(1, 23, 30))
