@@ -121,12 +121,16 @@ def _sweep_sending(cutoff, now, limit: int) -> int:
 
 
 def _fail_lost(ids: set[int], kind: str, when: str, now) -> list[Delivery]:
+    # In flight, the provider may have it: flagged, as a retry of it would be (a flag from
+    # an earlier attempt stays either way, and keeps it from falling back).
+    flag = {"possible_duplicate": True} if kind == Delivery.ErrorKind.AMBIGUOUS else {}
     Delivery.objects.filter(id__in=ids).update(
         status=Delivery.Status.FAILED,
         error_kind=kind,
         error_message=f"the worker was lost {when}, on the last attempt",
         status_changed_at=now,
         updated_at=now,
+        **flag,
     )
     return list(
         Delivery.objects.filter(id__in=ids).select_related("notification__type", "recipient")
