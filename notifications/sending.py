@@ -138,8 +138,14 @@ def _still_eligible(deliveries: list[Delivery], now) -> list[Delivery]:
                 delivery.status = Delivery.Status.DEFERRED
                 delivery.next_attempt_at = decision.defer_until
                 delivery.attempts -= 1
-            elif decision.digest and delivery.digest_id is None and delivery.hop == 0:
-                # Switched to a digest since routing: it goes in the digest instead.
+            elif (
+                decision.digest
+                and delivery.digest_id is None
+                and delivery.hop == 0
+                and not delivery.possible_duplicate
+            ):
+                # Switched to a digest since routing: it goes in the digest instead (unless
+                # an earlier attempt may have delivered it: a digest would repeat it).
                 delivery.status = Delivery.Status.DIGESTED
             else:
                 keep.append(delivery)

@@ -352,6 +352,24 @@ def test_a_run_that_starts_mid_way_goes_round_once_and_folds_each_item_once(
     assert last.digest_id == digest.id
 
 
+@pytest.mark.parametrize(("flagged", "becomes"), [(False, "digested"), (True, "sent")])
+def test_a_switch_to_a_digest_before_the_send_folds_it_unless_it_may_have_gone(
+    smtp_server, parisian, marketing, flagged, becomes
+):
+    set_now(paris(9, 12, 0))
+    notification = Notification.objects.create(
+        type=marketing, recipient_ids=["ada"], data={"deal": "x"}
+    )
+    route_notifications([str(notification.id)])
+    queued = Delivery.objects.get(notification=notification)
+    # Sent once before, perhaps: the sweeper flagged it and queued it again.
+    Delivery.objects.filter(id=queued.id).update(possible_duplicate=flagged)
+    choose(parisian, categories={"promotions": {"frequency": "daily"}})
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        send_deliveries([queued.id])
+    assert statuses(notification) == [(becomes, "")]
+
+
 def test_a_digest_item_opted_out_before_the_morning_is_skipped(parisian, marketing):
     choose(parisian, categories={"promotions": {"frequency": "daily"}})
     set_now(paris(9, 12, 0))
