@@ -128,6 +128,7 @@ def sync(document: dict[str, Any], *, user=None) -> SyncResult:
     # Email templates compiled with something the sync changes, the ones made in the admin
     # included: each is compiled again at the end.
     stale: set[int] = set()
+    failed: list[str] = []
     layouts = {}
     for item in document.get("layouts", []):
         layout, changed = _upsert(
@@ -168,7 +169,12 @@ def sync(document: dict[str, Any], *, user=None) -> SyncResult:
         layout = layouts.get(item["layout"]) if item.get("layout") else None
         for channel, by_locale in (item.get("templates") or {}).items():
             for locale, content in by_locale.items():
-                _sync_template(ntype, channel, str(locale), content, layout, result, user)
+                try:
+                    _sync_template(ntype, channel, str(locale), content, layout, result, user)
+                except CatalogError as exc:
+                    failed.extend(exc.problems)  # every template is tried: all are listed
+    if failed:
+        raise CatalogError(failed)  # and nothing is kept (the sync is one transaction)
     result.updated["templates"] += _recompile(stale, user)
     return result
 

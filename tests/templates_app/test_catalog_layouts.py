@@ -122,6 +122,18 @@ def test_a_template_syntax_error_stops_the_whole_sync_with_its_place(document):
     assert not Template.objects.exists()
 
 
+def test_every_template_that_fails_to_save_is_reported_at_once(document):
+    document["types"][0]["templates"]["sms"]["en"]["text"] = "{{ 'x' * 2000000 }}"
+    document["types"][1]["templates"]["sms"]["en"]["text"] = "{{ 'y' * 2000000 }}"
+
+    with pytest.raises(CatalogError) as caught:
+        sync(document)
+
+    places = {p.split(":")[0] for p in caught.value.problems}
+    assert {f"types ({t['key']}).templates.sms.en" for t in document["types"][:2]} <= places
+    assert not Template.objects.exists()
+
+
 def test_bad_utm_is_refused(document):
     document["types"][0]["utm"] = {"source": ["x"]}
 
