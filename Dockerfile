@@ -13,8 +13,10 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
-RUN DATABASE_URL=sqlite:////tmp/build.sqlite3 python manage.py collectstatic --noinput \
-    && useradd --system --uid 10001 clarion
+RUN DATABASE_URL=sqlite:////tmp/build.sqlite3 SECRET_KEY=image-build-only \
+    python manage.py collectstatic --noinput \
+    && useradd --system --uid 10001 clarion \
+    && chown clarion /app/var  # trial mode (no DATABASE_URL) keeps its files there
 USER clarion
 
 EXPOSE 8000

@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # Tests and benchmarks run on PostgreSQL and Redis on loopback; override to point elsewhere.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clarion
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# Required outside trial mode; tests and benchmarks sign nothing anyone else reads.
+TEST_SECRET_KEY ?= clarion-tests-only-not-a-secret
 
 .PHONY: run test lint format bench bench-quick clean
 
@@ -29,13 +31,13 @@ run: $(STAMP)
 ## test: lint, then the whole suite against PostgreSQL and Redis
 test: $(STAMP) lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) DB_CONN_MAX_AGE=0 \
-	  $(BIN)/pytest $(PYTEST_ARGS)
+	  SECRET_KEY=$(TEST_SECRET_KEY) $(BIN)/pytest $(PYTEST_ARGS)
 
 # Benchmarks run on a database and Redis db of their own: they truncate what they use.
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clarion_bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/14
 BENCH_ENV = DJANGO_SETTINGS_MODULE=bench.settings DATABASE_URL=$(BENCH_DATABASE_URL) \
-  REDIS_URL=$(BENCH_REDIS_URL) DB_CONN_MAX_AGE=600
+  REDIS_URL=$(BENCH_REDIS_URL) DB_CONN_MAX_AGE=600 SECRET_KEY=$(TEST_SECRET_KEY)
 
 ## bench: Clarion beside its peers on 100,000 recipients; writes bench/results/latest.json
 bench: $(STAMP)

@@ -6,20 +6,34 @@ broker and the database cache. Everything else runs on PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env(name: str, default: str = "") -> str:
-    """A setting from the environment, or from the file named by NAME_FILE (container secrets)."""
+def _given(name: str) -> str | None:
+    """A variable's value, or that of the file named by NAME_FILE (container secrets)."""
     path = os.environ.get(f"{name}_FILE")
     if path:
         return Path(path).read_text().strip()
-    return os.environ.get(name, default)
+    return os.environ.get(name)
+
+
+def env(name: str, default: str = "") -> str:
+    """A setting from the environment. Set but empty is not set: compose files and env
+    files often leave a variable blank."""
+    return _given(name) or default
+
+
+def env_text(name: str, default: str) -> str:
+    """A text where empty is a choice of its own (none), not the default."""
+    value = _given(name)
+    return default if value is None else value
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -46,16 +60,25 @@ def env_list(name: str, default: str = "") -> list[str]:
 DATA_DIR = Path(env("CLARION_DATA_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env("SECRET_KEY", "insecure-trial-key-set-SECRET_KEY-in-production")
+TRIAL_SECRET_KEY = "insecure-trial-key-set-SECRET_KEY-in-production"  # noqa: S105 - public by design
+SECRET_KEY = env("SECRET_KEY", TRIAL_SECRET_KEY)
 # Keys the hashes of suppressed addresses, so the list survives an erase without holding
 # the address itself. Changing it orphans existing suppressions.
 SUPPRESSION_HASH_KEY = env("SUPPRESSION_HASH_KEY", SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # The port `make run` serves on (127.0.0.1). Not PORT: honcho sets that per process.
 CLARION_PORT = env_int("CLARION_PORT", 8000)
 # Absolute base of links placed in messages (preference center, unsubscribe).
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", f"http://127.0.0.1:{CLARION_PORT}").rstrip("/")
+# The pages people open from messages are served from PUBLIC_BASE_URL: its origin posts forms.
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", PUBLIC_BASE_URL)
+# Behind a TLS-terminating proxy: trust its X-Forwarded-Proto (only when it sets it).
+if env_bool("SECURE_PROXY_SSL"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Served over https: session and CSRF cookies only go back over https.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool(
+    "SECURE_COOKIES", PUBLIC_BASE_URL.startswith("https://")
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -80,7 +103,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "config.middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -108,6 +131,9 @@ TEMPLATES = [
 # Trial mode: SQLite in the data directory. Production and tests: DATABASE_URL (PostgreSQL).
 DATABASE_URL = env("DATABASE_URL")
 TRIAL_MODE = not DATABASE_URL
+if not TRIAL_MODE and SECRET_KEY == TRIAL_SECRET_KEY:
+    # The trial key is public: with it anyone could sign unsubscribe and preference links.
+    raise ImproperlyConfigured("Set SECRET_KEY: outside trial mode (DATABASE_URL) it is required")
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL or f"sqlite:///{DATA_DIR / 'clarion.sqlite3'}",
@@ -170,7 +196,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
@@ -228,7 +254,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 270)
+# A tenth before the hard limit, so a task can put its batch back in order (it follows a
+# lowered CELERY_TASK_TIME_LIMIT; a soft limit past the hard one would never fire).
+CELERY_TASK_SOFT_TIME_LIMIT = env_int(
+    "CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_TIME_LIMIT - max(1, CELERY_TASK_TIME_LIMIT // 10)
+)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
@@ -324,12 +354,14 @@ TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL")
 SMS_BACKEND = env("SMS_BACKEND", "console" if not TWILIO_ACCOUNT_SID else "twilio")
 TWILIO_TIMEOUT_SECONDS = env_float("TWILIO_TIMEOUT_SECONDS", 15)
 # Replies to SMS keywords (empty: no reply, e.g. when Twilio's Advanced Opt-Out answers itself).
-SMS_STOP_REPLY = env(
+SMS_STOP_REPLY = env_text(
     "SMS_STOP_REPLY",
     "You are unsubscribed and will receive no more messages. Reply START to resume.",
 )
-SMS_START_REPLY = env("SMS_START_REPLY", "You are subscribed again. Reply STOP to unsubscribe.")
-SMS_HELP_REPLY = env("SMS_HELP_REPLY", "Reply STOP to unsubscribe, START to resubscribe.")
+SMS_START_REPLY = env_text(
+    "SMS_START_REPLY", "You are subscribed again. Reply STOP to unsubscribe."
+)
+SMS_HELP_REPLY = env_text("SMS_HELP_REPLY", "Reply STOP to unsubscribe, START to resubscribe.")
 # Twilio reports delivery status here; only when Clarion has an address Twilio can reach.
 TWILIO_STATUS_CALLBACK_URL = env(
     "TWILIO_STATUS_CALLBACK_URL",
@@ -368,11 +400,11 @@ CHANNEL_PROVIDERS = {
     "in_app": ["in_app"],
     "webhook": ["webhook"],
 }
+# Each on its own: backups of the stock providers need only CHANNEL_PROVIDERS_JSON.
 if env("PROVIDERS_JSON"):
-    import json
-
     PROVIDERS = json.loads(env("PROVIDERS_JSON"))
-    CHANNEL_PROVIDERS = json.loads(env("CHANNEL_PROVIDERS_JSON", json.dumps(CHANNEL_PROVIDERS)))
+if env("CHANNEL_PROVIDERS_JSON"):
+    CHANNEL_PROVIDERS = json.loads(env("CHANNEL_PROVIDERS_JSON"))
 
 # Beat runs these on every deployment; DatabaseScheduler keeps them in PostgreSQL.
 CELERY_BEAT_SCHEDULE = {

@@ -1,0 +1,88 @@
+"""Settings read from the environment, each read in a fresh interpreter as a process would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/clarion", "SECRET_KEY": "s3"}
+
+
+def settings_of(names: list[str], **env: str) -> subprocess.CompletedProcess:
+    """The named settings as JSON, read by a new interpreter with exactly this environment."""
+    code = (
+        "import json, django; from django.conf import settings; django.setup(); "
+        f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}, default=str))"
+    )
+    clean = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "config.settings", **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True
+    )
+
+
+def read(names: list[str], **env: str) -> dict:
+    done = settings_of(names, **env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("secret", [None, ""])
+def test_outside_trial_mode_the_secret_key_must_be_set(secret):
+    env = {"DATABASE_URL": PRODUCTION["DATABASE_URL"]}
+    if secret is not None:
+        env["SECRET_KEY"] = secret
+    done = settings_of(["SECRET_KEY"], **env)
+    assert done.returncode != 0
+    assert "Set SECRET_KEY" in done.stderr
+
+
+def test_a_variable_set_but_empty_takes_its_default():
+    found = read(
+        ["CELERY_BROKER_URL", "EMAIL_BACKEND", "SUPPRESSION_HASH_KEY"],
+        **PRODUCTION,
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        CELERY_BROKER_URL="",
+        EMAIL_BACKEND="",
+        SUPPRESSION_HASH_KEY="",
+    )
+    assert found == {
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/3",
+        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+        "SUPPRESSION_HASH_KEY": "s3",
+    }
+
+
+def test_an_empty_sms_reply_means_no_reply():
+    assert read(["SMS_STOP_REPLY"], **PRODUCTION, SMS_STOP_REPLY="") == {"SMS_STOP_REPLY": ""}
+
+
+def test_the_log_level_is_taken_in_any_case():
+    assert read(["LOGGING"], **PRODUCTION, LOG_LEVEL="warning")["LOGGING"]["root"]["level"] == (
+        "WARNING"
+    )
+
+
+def test_backup_providers_of_the_stock_ones_need_only_the_channel_order():
+    order = {"email": ["email"], "sms": ["sms", "in_app"], "in_app": ["in_app"]}
+    found = read(["CHANNEL_PROVIDERS"], **PRODUCTION, CHANNEL_PROVIDERS_JSON=json.dumps(order))
+    assert found["CHANNEL_PROVIDERS"] == order
+
+
+def test_behind_an_https_proxy_forms_from_the_public_origin_are_trusted_and_cookies_secure():
+    found = read(
+        ["CSRF_TRUSTED_ORIGINS", "SESSION_COOKIE_SECURE", "SECURE_PROXY_SSL_HEADER"],
+        **PRODUCTION,
+        PUBLIC_BASE_URL="https://notify.example.com",
+        SECURE_PROXY_SSL="1",
+    )
+    assert found == {
+        "CSRF_TRUSTED_ORIGINS": ["https://notify.example.com"],
+        "SESSION_COOKIE_SECURE": True,
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+    }
