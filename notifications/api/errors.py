@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
+from django.urls import is_valid_path
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -50,6 +51,9 @@ def exception_handler(exc, context):
         body = error_body("validation_error", "The request is not valid.", exc.detail)
     elif isinstance(exc, exceptions.ParseError):
         body = error_body("malformed_json", str(exc.detail))
+    elif isinstance(exc, exceptions.AuthenticationFailed):
+        # A key was sent and is wrong (not_authenticated: none was sent).
+        body = error_body("authentication_failed", str(exc.detail))
     else:
         code = _CODES.get(response.status_code, "error")
         body = error_body(code, str(getattr(exc, "detail", exc)))
@@ -71,7 +75,12 @@ def not_found(request, exception=None):
     """A 404 outside any view (a path that matches no route): JSON under /api/."""
     if not _api(request):
         return defaults.page_not_found(request, exception)
-    return JsonResponse(error_body("not_found", "No such resource."), status=404)
+    with_slash = f"{request.path_info}/"
+    if not request.path_info.endswith("/") and is_valid_path(with_slash):
+        message = f"No such resource; API paths end with a slash: {with_slash}"
+    else:
+        message = "No such resource."
+    return JsonResponse(error_body("not_found", message), status=404)
 
 
 def bad_request(request, exception=None):

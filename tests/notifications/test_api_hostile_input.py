@@ -79,6 +79,20 @@ def test_a_path_that_matches_no_route_answers_json(api, path):
     assert response.json()["error"]["code"] == "not_found"
 
 
+def test_a_post_without_the_trailing_slash_is_a_json_404_naming_the_path_not_a_redirect(api):
+    body = '{"type": "order-shipped", "recipients": ["42"]}'
+    response = post_raw(api, "/api/v1/notifications", body)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["message"].endswith("/api/v1/notifications/")
+    assert not Notification.objects.exists()
+
+
+def test_admin_paths_still_gain_their_slash(client):
+    response = client.get("/admin")
+    assert (response.status_code, response["Location"]) == (301, "/admin/")
+
+
 def test_a_body_over_the_limit_is_413_in_json(api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     body = '{"type": "order-shipped", "recipients": ["42"], "data": {"a": "%s"}}' % ("x" * 2000)
