@@ -143,14 +143,18 @@ def _errors(events: list[EventRequest], types: dict, used: set[str]) -> dict[int
 
     An event may name recipients that exist, or that an event of the call writes inline
     (see ``_split``): a refused event or a replay writes nothing, so the people it gives
-    inline count for no one. Refusing one can leave another without its recipient: repeat
-    until no more are refused.
+    inline count for no one. Refusing one can leave another without its recipient, or hand
+    its idempotency key (and the right to write its people) to a later one: every event is
+    checked afresh until the answers settle. Should they not, refusals only add up from
+    then on, which always ends.
     """
     referenced = {i for e in events for i in e.external_ids}
     in_database: set[str] = set()
     asked: set[str] = set()
     errors: dict[int, AcceptError] = {}
+    rounds = 0
     while True:
+        rounds += 1
         writers, replays = _split(events, errors, used)
         inline = {r["external_id"] for index in writers for r in events[index].inline_recipients}
         if ask := referenced - inline - asked:
@@ -162,11 +166,16 @@ def _errors(events: list[EventRequest], types: dict, used: set[str]) -> dict[int
         found = {
             index: error
             for index, event in enumerate(events)
-            if index not in errors and (error := _check(event, types, known, index in replays))
+            if (error := _check(event, types, known, index in replays))
         }
-        if not found:
+        if rounds <= len(events) + 1:
+            if found.keys() == errors.keys():
+                return found
+            errors = found
+        elif found.keys() <= errors.keys():
             return errors
-        errors |= found
+        else:
+            errors |= found
 
 
 def _split(events: list[EventRequest], errors: dict, used: set[str]) -> tuple[list[int], set[int]]:

@@ -319,6 +319,24 @@ def test_a_key_repeated_within_one_bulk_call_writes_only_the_first_items_recipie
     assert not Recipient.objects.filter(external_id="c").exists()
 
 
+def test_a_key_passed_on_by_a_refused_item_lets_the_next_one_give_people_to_others(
+    api, order_shipped
+):
+    items = [
+        {"type": "order-shipped", "recipients": ["missing"], "idempotency_key": "K"},
+        {
+            "type": "order-shipped",
+            "recipients": [{"external_id": "n", "email": "n@x.com"}],
+            "idempotency_key": "K",
+        },
+        {"type": "order-shipped", "recipients": ["n"]},
+    ]
+    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
+    statuses = [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+    assert statuses == [(400, "unknown_recipient"), (202, None), (202, None)]
+    assert Recipient.objects.filter(external_id="n").exists()
+
+
 def test_the_same_bulk_item_twice_in_one_call_is_one_notification(api, order_shipped):
     item = {
         "type": "order-shipped",
