@@ -16,24 +16,16 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def _given(name: str) -> str | None:
-    """A variable's value, or that of the file named by NAME_FILE (container secrets)."""
+def env(name: str, default: str = "") -> str:
+    """A setting from the environment, or from the file named by NAME_FILE (container secrets).
+
+    Set but empty is a value (no postal address, no status callback), not the default; the
+    settings that cannot be empty say so where they are read.
+    """
     path = os.environ.get(f"{name}_FILE")
     if path:
         return Path(path).read_text().strip()
-    return os.environ.get(name)
-
-
-def env(name: str, default: str = "") -> str:
-    """A setting from the environment. Set but empty is not set: compose files and env
-    files often leave a variable blank."""
-    return _given(name) or default
-
-
-def env_text(name: str, default: str) -> str:
-    """A text where empty is a choice of its own (none), not the default."""
-    value = _given(name)
-    return default if value is None else value
+    return os.environ.get(name, default)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -61,7 +53,7 @@ DATA_DIR = Path(env("CLARION_DATA_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
 TRIAL_SECRET_KEY = "insecure-trial-key-set-SECRET_KEY-in-production"  # noqa: S105 - public by design
-SECRET_KEY = env("SECRET_KEY", TRIAL_SECRET_KEY)
+SECRET_KEY = env("SECRET_KEY") or TRIAL_SECRET_KEY
 # Keys the hashes of suppressed addresses, so the list survives an erase without holding
 # the address itself. Changing it orphans existing suppressions.
 SUPPRESSION_HASH_KEY = env("SUPPRESSION_HASH_KEY", SECRET_KEY)
@@ -196,7 +188,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO").upper()},
+    "root": {"handlers": ["console"], "level": (env("LOG_LEVEL") or "INFO").upper()},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
@@ -243,7 +235,8 @@ if TRIAL_MODE and not env("CELERY_BROKER_URL"):
         "polling_interval": env_float("TRIAL_BROKER_POLL_SECONDS", 0.1),
     }
 else:
-    CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "redis://127.0.0.1:6379/0")
+    # Empty would be Celery's own default, a RabbitMQ on localhost as guest: never meant.
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL") or REDIS_URL or "redis://127.0.0.1:6379/0"
     # Redis re-delivers a task unacknowledged past this; every task finishes well before
     # (CELERY_TASK_TIME_LIMIT) and long waits are parked in PostgreSQL, never in the broker.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -322,7 +315,7 @@ RETRY_PARK_AFTER_SECONDS = env_float("RETRY_PARK_AFTER_SECONDS", 5)
 CLOCK_OFFSET_ENABLED = env_bool("CLOCK_OFFSET_ENABLED", False)
 
 # --- Channels and providers -------------------------------------------------------------
-EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_BACKEND = env("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
 EMAIL_HOST = env("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER")
@@ -354,14 +347,12 @@ TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL")
 SMS_BACKEND = env("SMS_BACKEND", "console" if not TWILIO_ACCOUNT_SID else "twilio")
 TWILIO_TIMEOUT_SECONDS = env_float("TWILIO_TIMEOUT_SECONDS", 15)
 # Replies to SMS keywords (empty: no reply, e.g. when Twilio's Advanced Opt-Out answers itself).
-SMS_STOP_REPLY = env_text(
+SMS_STOP_REPLY = env(
     "SMS_STOP_REPLY",
     "You are unsubscribed and will receive no more messages. Reply START to resume.",
 )
-SMS_START_REPLY = env_text(
-    "SMS_START_REPLY", "You are subscribed again. Reply STOP to unsubscribe."
-)
-SMS_HELP_REPLY = env_text("SMS_HELP_REPLY", "Reply STOP to unsubscribe, START to resubscribe.")
+SMS_START_REPLY = env("SMS_START_REPLY", "You are subscribed again. Reply STOP to unsubscribe.")
+SMS_HELP_REPLY = env("SMS_HELP_REPLY", "Reply STOP to unsubscribe, START to resubscribe.")
 # Twilio reports delivery status here; only when Clarion has an address Twilio can reach.
 TWILIO_STATUS_CALLBACK_URL = env(
     "TWILIO_STATUS_CALLBACK_URL",

@@ -42,20 +42,32 @@ def test_outside_trial_mode_the_secret_key_must_be_set(secret):
     assert "Set SECRET_KEY" in done.stderr
 
 
-def test_a_variable_set_but_empty_takes_its_default():
+def test_settings_that_cannot_be_empty_take_their_default_when_left_blank():
     found = read(
-        ["CELERY_BROKER_URL", "EMAIL_BACKEND", "SUPPRESSION_HASH_KEY"],
+        ["CELERY_BROKER_URL", "EMAIL_BACKEND", "LOGGING"],
         **PRODUCTION,
         REDIS_URL="redis://127.0.0.1:6379/3",
         CELERY_BROKER_URL="",
         EMAIL_BACKEND="",
-        SUPPRESSION_HASH_KEY="",
+        LOG_LEVEL="",
     )
-    assert found == {
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/3",
-        "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
-        "SUPPRESSION_HASH_KEY": "s3",
-    }
+    assert found["CELERY_BROKER_URL"] == "redis://127.0.0.1:6379/3"
+    assert found["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    assert found["LOGGING"]["root"]["level"] == "INFO"
+
+
+def test_a_blank_value_is_kept_where_blank_means_something():
+    # An upgrade must not turn an empty hash key into another one (it would orphan every
+    # suppression) nor a blank postal address into the placeholder.
+    found = read(
+        ["SUPPRESSION_HASH_KEY", "SENDER_POSTAL_ADDRESS", "TWILIO_STATUS_CALLBACK_URL"],
+        **PRODUCTION,
+        PUBLIC_BASE_URL="https://notify.example.com",
+        SUPPRESSION_HASH_KEY="",
+        SENDER_POSTAL_ADDRESS="",
+        TWILIO_STATUS_CALLBACK_URL="",
+    )
+    assert found == dict.fromkeys(found, "")
 
 
 def test_an_empty_sms_reply_means_no_reply():
