@@ -497,6 +497,8 @@ def _concat(eval_ctx, values: tuple) -> str:
 
 # Filters _harden inserts: not counted as calls (a loop spends per item, ``~`` is an operator).
 _INTERNAL_FILTERS = frozenset({"_bounded", "_concat"})
+# Filters whose output spends a loop step per item.
+_COUNTED_ITERS = frozenset({"_bounded", "batch", "slice"})
 
 
 class _ConcatThroughCheck(NodeTransformer):
@@ -515,7 +517,8 @@ def _harden(template: nodes.Template) -> None:
         if node.name == "self" and node.ctx == "load":
             raise TemplateSyntaxError("'self' is not available in message templates", node.lineno)
     for loop in template.find_all(nodes.For):
-        if not (isinstance(loop.iter, nodes.Filter) and loop.iter.name == "_bounded"):
+        # batch and slice count each row they make already: a step a row, not two.
+        if not (isinstance(loop.iter, nodes.Filter) and loop.iter.name in _COUNTED_ITERS):
             loop.iter = nodes.Filter(loop.iter, "_bounded", [], [], None, None, lineno=loop.lineno)
     _ConcatThroughCheck().visit(template)
 

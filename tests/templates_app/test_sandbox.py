@@ -365,6 +365,14 @@ def test_slices_beyond_the_items_are_counted_as_loop_steps(source):
     assert time.monotonic() - started < PROMPTLY
 
 
+@pytest.mark.parametrize("rows", ["batch(1)", "slice(600)"])
+def test_a_loop_over_batches_or_slices_spends_one_step_a_row(settings, rows):
+    settings.TEMPLATE_MAX_LOOP_ITERATIONS = 1000
+    source = f"{{% for row in range(600)|{rows} %}}{{% endfor %}}done"
+
+    assert render_parts({"text": source}, CONTEXT) == {"text": "done"}
+
+
 def test_operators_alone_are_stopped_by_the_clock(settings):
     # No loop and no call: only the operators read the clock. Each copies a megabyte.
     settings.TEMPLATE_MAX_RENDER_SECONDS = 0.02
