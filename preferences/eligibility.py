@@ -272,6 +272,10 @@ _ON_ITS_WAY = [Delivery.Status.PENDING, Delivery.Status.SENDING]
 _WHEN = ["status", "sent_at", "status_changed_at", "next_attempt_at"]
 
 
+# How far ahead the cap's defer mode may push a marketing message before it is skipped.
+CAP_DEFER_DAYS = 7
+
+
 class CapLedger:
     """Marketing messages each person got today (local day), to enforce the daily cap.
 
@@ -341,18 +345,23 @@ class CapLedger:
         if len(seen) < self.caps[rid]:
             seen.add(notification_id)
             return decision
-        if settings.MARKETING_CAP_MODE == "defer" and self.caps[rid] > 0:
-            day = self._day_with_room(rid, notification_id)
+        day = self._day_with_room(rid, notification_id)
+        if settings.MARKETING_CAP_MODE == "defer" and day is not None:
             return replace(decision, defer_until=max(day, decision.defer_until or day))
         return replace(decision, skip_reason=Skip.CAPPED)
 
-    def _day_with_room(self, rid: int, notification_id) -> datetime:
-        """The start of the first local day after today with room under the cap."""
-        day = local_day_start(self.recipients[rid], self.now) + timedelta(days=1)
-        while len(self.later[rid][day.date()] - {notification_id}) >= self.caps[rid]:
-            day += timedelta(days=1)  # local midnight to local midnight, across DST too
-        self.later[rid][day.date()].add(notification_id)
-        return day
+    def _day_with_room(self, rid: int, notification_id) -> datetime | None:
+        """The start of the first local day after today with room under the cap, within
+        CAP_DEFER_DAYS (marketing held longer is stale); None past that, or with a cap of 0."""
+        if self.caps[rid] == 0:
+            return None
+        today = local_day_start(self.recipients[rid], self.now)
+        for days in range(1, CAP_DEFER_DAYS + 1):
+            day = today + timedelta(days=days)  # local midnight, across DST too
+            if len(self.later[rid][day.date()] - {notification_id}) < self.caps[rid]:
+                self.later[rid][day.date()].add(notification_id)
+                return day
+        return None
 
 
 # --- The same rules, set-based (broadcasts to audiences) ------------------------------------

@@ -186,6 +186,16 @@ def test_deferred_overflow_is_spread_over_the_next_days_within_the_cap(
     assert due == [paris(4, 0, 0), paris(5, 0, 0), paris(6, 0, 0), paris(7, 0, 0)]
 
 
+def test_deferred_overflow_past_a_week_is_skipped_as_capped(settings, parisian, promotions):
+    settings.MARKETING_DAILY_CAP = 1
+    settings.MARKETING_CAP_MODE = "defer"
+    news = make_type("newsletter", Traffic.MARKETING, promotions)
+    set_now(paris(3, 9, 0))
+    sent = [send(news, [parisian], {"deal": i}) for i in range(9)]
+    assert [statuses(n)[0][0] for n in sent] == ["sent"] + ["deferred"] * 7 + ["skipped"]
+    assert statuses(sent[-1]) == [("skipped", "capped")]
+
+
 def test_a_personal_cap_of_zero_skips_marketing_even_in_defer_mode(settings, parisian, promotions):
     settings.MARKETING_CAP_MODE = "defer"
     choose(parisian, daily_marketing_cap=0)
