@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import css_inline
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError
 from markupsafe import Markup
 
 from notifications.models import Channel
@@ -17,7 +17,7 @@ from notifications.models import Channel
 from .models import Layout, Template, UtmParameters
 from .sandbox import environment
 from .utm import with_utm
-from .validation import TemplateInvalid
+from .validation import TemplateInvalid, used_keys
 
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -106,14 +106,7 @@ def links_to_unsubscribe(source: str) -> bool:
         parsed = environment(html=False).parse(source)
     except TemplateSyntaxError:
         return False
-    for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if not (isinstance(target, nodes.Name) and target.name == "links"):
-            continue
-        key = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
-        if key == "unsubscribe_url":
-            return True
-    return False
+    return any((root, key) == ("links", "unsubscribe_url") for root, key, _ in used_keys(parsed))
 
 
 def templates_using(*, layout: Layout | None = None, ntype=None):

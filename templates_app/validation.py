@@ -112,7 +112,7 @@ def syntax_problems(content: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _used_keys(ast: nodes.Template) -> list[tuple[str, str, int]]:
+def used_keys(ast: nodes.Template) -> list[tuple[str, str, int]]:
     """(root, key, line) for every ``root.key`` or ``root['key']`` the template reads."""
     used = []
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
@@ -156,7 +156,7 @@ def validate_content(
     for part, source in content.items():
         env = environment(part in HTML_PARTS)
         ast = env.parse(source)
-        for root, key, line in _used_keys(ast):
+        for root, key, line in used_keys(ast):
             known = set(sample_data) if root == "data" else KNOWN_KEYS.get(root, set())
             if key not in known:
                 where = "the type's sample data" if root == "data" else f"{root}"

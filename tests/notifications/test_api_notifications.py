@@ -22,6 +22,12 @@ def post(api, body, **headers):
     return api.post(URL, body, format="json", **headers)
 
 
+def bulk_statuses(api, items: list[dict]) -> list[tuple[int, str | None]]:
+    """Each item's (status, error code) from one bulk call."""
+    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
+    return [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+
+
 def test_post_sends_email_and_feed_item_once(api, order_shipped):
     body = {
         "type": "order-shipped",
@@ -258,8 +264,7 @@ def test_a_bulk_item_refused_gives_its_inline_recipients_to_no_other_item(api, o
         {"type": "order-shipped", "recipients": [{"external_id": "91", "email": "z@y.com"}]},
         {"type": "order-shipped", "recipients": ["91"]},
     ]
-    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
-    statuses = [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+    statuses = bulk_statuses(api, items)
     assert statuses == [
         (400, "unknown_notification_type"),
         (400, "unknown_recipient"),
@@ -293,8 +298,7 @@ def test_a_bulk_replay_gives_its_inline_recipients_to_no_other_item(api, order_s
         },
         {"type": "order-shipped", "recipients": ["new"]},
     ]
-    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
-    statuses = [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+    statuses = bulk_statuses(api, items)
     assert statuses == [(422, "idempotency_key_reused"), (400, "unknown_recipient")]
     assert not Recipient.objects.filter(external_id="new").exists()
     assert Notification.objects.count() == 1
@@ -312,8 +316,7 @@ def test_a_key_repeated_within_one_bulk_call_writes_only_the_first_items_recipie
             "idempotency_key": "D",
         },
     ]
-    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
-    statuses = [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+    statuses = bulk_statuses(api, items)
     assert statuses == [(202, None), (422, "idempotency_key_reused")]
     assert Recipient.objects.get(external_id="b").email == "good@x.com"
     assert not Recipient.objects.filter(external_id="c").exists()
@@ -331,8 +334,7 @@ def test_a_key_passed_on_by_a_refused_item_lets_the_next_one_give_people_to_othe
         },
         {"type": "order-shipped", "recipients": ["n"]},
     ]
-    response = api.post("/api/v1/notifications/bulk/", {"notifications": items}, format="json")
-    statuses = [(r["status"], r.get("error", {}).get("code")) for r in response.json()["results"]]
+    statuses = bulk_statuses(api, items)
     assert statuses == [(400, "unknown_recipient"), (202, None), (202, None)]
     assert Recipient.objects.filter(external_id="n").exists()
 
