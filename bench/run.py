@@ -309,8 +309,9 @@ def campaign(url: str, key: str, eligible: int, marketing: WorkerProcess) -> dic
     )
     answer.raise_for_status()
     deliveries = Delivery.objects.filter(notification_id=answer.json()["id"])
-    # Fan-out commits every row at once: the moment they are visible is when it ended.
-    while not deliveries.exists():
+    # The last fan-out chunk marks the broadcast routed, in the commit of its rows.
+    routing = Notification.objects.filter(id=answer.json()["id"], status="accepted")
+    while routing.exists():
         time.sleep(0.01)
     fanout_seconds = time.monotonic() - start
     to_send = deliveries.exclude(status=Delivery.Status.SKIPPED).count()

@@ -277,6 +277,12 @@ SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
 SEND_TRANSACTIONAL_INLINE = env_bool("SEND_TRANSACTIONAL_INLINE", True)
 # Recipients a broadcast's fan-out decides and writes at a time (keyset batches).
 BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 5000)
+# Recipients a broadcast's fan-out writes per transaction (notifications/fanout.py): each
+# chunk commits with its cursor and its sends start at once.
+BROADCAST_CHUNK_SIZE = env_int("BROADCAST_CHUNK_SIZE", 100_000)
+# How long one routing task takes chunks before it queues another to carry on: well inside
+# the task time limit, with room for the chunk in progress.
+BROADCAST_TASK_SECONDS = env_int("BROADCAST_TASK_SECONDS", CELERY_TASK_SOFT_TIME_LIMIT // 3)
 # Notifications routed per routing task (bulk API calls are routed in chunks).
 ROUTE_BATCH_SIZE = env_int("ROUTE_BATCH_SIZE", 100)
 # How long an unanswered routing doorbell (notifications/doorbell.py) holds back another

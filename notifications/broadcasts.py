@@ -2,25 +2,21 @@
 
 A broadcast is a Notification whose ``audience`` says who gets it: everyone, or the
 recipients whose attributes contain given values and who carry given tags. Accepting one is
-accepting an event (same idempotency, same routing task); routing calls ``fan_out``, which
-walks the audience in keyset batches, decides each batch with the one eligibility module
-(``audience_batches``, a constant number of queries per batch), writes the Delivery rows with
-PostgreSQL COPY, and queues the sends in batches of delivery ids.
+accepting an event (same idempotency, same routing task); routing hands it to
+``fanout.route_broadcast``, which walks the audience in keyset batches, decides each batch
+with the one eligibility module (``audience_batches``, a constant number of queries per
+batch), writes the Delivery rows with PostgreSQL COPY a chunk per transaction, and queues the
+sends in batches of delivery ids.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
-
-from channels.registry import primary_provider
-from preferences.eligibility import CapLedger, audience_batches
 
 from . import services
 from .models import Delivery, Notification, Recipient
@@ -109,92 +105,6 @@ def broadcast_accept(
         audience=audience_check(audience),
     )
     return services.notification_accept(api_key_id=api_key_id, event=event)
-
-
-def fan_out(notification: Notification, now: datetime) -> int:
-    """Write one Delivery per recipient and channel of the audience; returns how many."""
-    ntype = notification.type
-    audience = audience_queryset(notification.audience or {})
-    providers = {channel: primary_provider(channel) for channel in ntype.channels}
-    _without_jit()
-    created = 0
-    for contacts, decisions in audience_batches(
-        ntype, audience, list(ntype.channels), now, settings.BROADCAST_BATCH_SIZE
-    ):
-        if not ntype.is_transactional:
-            ledger = CapLedger(contacts, now)
-            decisions = [ledger.admit(notification.id, d, ntype.traffic) for d in decisions]
-        created += copy_deliveries(
-            _delivery(notification, d, providers[d.channel], now) for d in decisions
-        )
-    return created
-
-
-def _without_jit() -> None:
-    """No JIT compilation for the rest of the routing transaction.
-
-    A batch's audience query (every recipient's choices resolved in SQL) is estimated costly
-    enough for PostgreSQL to JIT-compile it, and compiling took ~45 ms of a ~100 ms query,
-    every batch. Set per transaction, not per connection, so it holds through any pooler.
-    """
-    if connection.vendor == "postgresql" and connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL jit = off")
-
-
-def _delivery(notification: Notification, decision, provider: str, now: datetime) -> dict:
-    """The columns of one Delivery that differ from a fresh row's defaults."""
-    row = {
-        "notification_id": notification.id,
-        "recipient_id": decision.recipient_id,
-        "channel": decision.channel,
-        "traffic": notification.traffic,
-        "provider": provider,
-        "status_changed_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
-    if not decision.allowed:
-        row["status"] = Delivery.Status.SKIPPED
-        row["skip_reason"] = decision.skip_reason
-    elif decision.digest:
-        row["status"] = Delivery.Status.DIGESTED
-    else:
-        later = max(filter(None, [decision.defer_until, notification.send_at]), default=None)
-        if later and later > now:
-            row["status"] = Delivery.Status.DEFERRED
-            row["next_attempt_at"] = later
-    return row
-
-
-def copy_deliveries(rows: Iterable[dict[str, Any]]) -> int:
-    """Write Delivery rows (column values by field attname) with one COPY.
-
-    COPY is the fastest way into PostgreSQL, many times ``bulk_create``; the rows are plain
-    values over a template of the model's defaults, prepared for the database once, so no
-    model instance is built per row. Routing holds the notification's row lock, so nothing
-    races it.
-    """
-    if connection.vendor != "postgresql":  # trial mode's SQLite
-        objs = [Delivery(**row) for row in rows]
-        Delivery.objects.bulk_create(objs, batch_size=1000)
-        return len(objs)
-    fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
-    fresh = Delivery()
-    defaults = [f.get_db_prep_save(getattr(fresh, f.attname), connection) for f in fields]
-    names = [f.attname for f in fields]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    table = connection.ops.quote_name(Delivery._meta.db_table)
-    count = 0
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                # Every value here is plain (ids, text, datetimes): psycopg adapts it as is.
-                copy.write_row(
-                    [row.get(name, default) for name, default in zip(names, defaults, strict=True)]
-                )
-                count += 1
-    return count
 
 
 def progress(notification: Notification) -> dict[str, Any]:

@@ -148,6 +148,8 @@ class Notification(models.Model):
     send_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     routed_at = models.DateTimeField(null=True, blank=True)
+    # A broadcast's fan-out: the last recipient id whose deliveries are written (fanout.py).
+    fanout_cursor = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [

@@ -16,6 +16,7 @@ import logging
 from collections import defaultdict
 from datetime import datetime
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import QuerySet
@@ -31,8 +32,19 @@ log = logging.getLogger(__name__)
 
 
 def route_notifications(notification_ids: list[str]) -> int:
-    """Route the given notifications that are still unrouted; returns deliveries created."""
-    return _route(Notification.objects.filter(id__in=notification_ids))
+    """Route the given notifications that are still unrouted; returns deliveries created.
+
+    Events are routed together, in one transaction; each broadcast fans out in chunks of its
+    own (notifications/fanout.py).
+    """
+    from .fanout import route_broadcast  # fanout builds on this module's locking
+
+    given = Notification.objects.filter(id__in=notification_ids)
+    created = _route(given.filter(audience__isnull=True))
+    broadcasts = given.filter(audience__isnull=False, status=Notification.Status.ACCEPTED)
+    for broadcast_id in broadcasts.values_list("id", flat=True):
+        created += route_broadcast(broadcast_id)
+    return created
 
 
 def route_waiting(traffic: str) -> int:
@@ -80,7 +92,7 @@ def _route(candidates: QuerySet, limit: int | None = None, full=None) -> int:
             raise
         except Exception:  # noqa: BLE001 - which event is at fault is found below
             if len(notifications) == 1:
-                _fail(notifications[0], now)
+                mark_failed(notifications[0], now)
                 return 0
         # One event that cannot be routed (a type saved with bad channels, say) must not hold
         # up the others of its batch, which every later task would take again: one by one.
@@ -92,15 +104,16 @@ def _route(candidates: QuerySet, limit: int | None = None, full=None) -> int:
             except TRANSIENT:
                 raise
             except Exception:  # noqa: BLE001 - logged with its traceback, then failed
-                _fail(notification, now)
+                mark_failed(notification, now)
         return created
 
 
-# The database gone away: the task fails and the events wait, still accepted, for the next.
-TRANSIENT = (OperationalError, InterfaceError)
+# The database gone away, or the task out of time: the task fails and the notifications
+# wait, still accepted, for the next one.
+TRANSIENT = (OperationalError, InterfaceError, SoftTimeLimitExceeded)
 
 
-def _fail(notification: Notification, now: datetime) -> None:
+def mark_failed(notification: Notification, now: datetime) -> None:
     log.exception("notification %s cannot be routed; marked failed", notification.id)
     Notification.objects.filter(id=notification.id).update(
         status=Notification.Status.FAILED, routed_at=now
@@ -108,17 +121,10 @@ def _fail(notification: Notification, now: datetime) -> None:
 
 
 def _write(notifications: list[Notification], now: datetime) -> int:
-    """Write the deliveries of locked, unrouted notifications and queue their sends."""
-    events = [n for n in notifications if not n.is_broadcast]
-    broadcasts = [n for n in notifications if n.is_broadcast]
-    rows = _plan(events, now) if events else []
+    """Write the deliveries of locked, unrouted events and queue their sends."""
+    rows = _plan(notifications, now)
     urgent = _claim_urgent(rows, now)
     Delivery.objects.bulk_create(rows)
-    created = len(rows)
-    for broadcast in broadcasts:
-        from .broadcasts import fan_out
-
-        created += fan_out(broadcast, now)
     Notification.objects.filter(id__in=[n.id for n in notifications]).update(
         status=Notification.Status.ROUTED, routed_at=now
     )
@@ -129,9 +135,7 @@ def _write(notifications: list[Notification], now: datetime) -> int:
         for d in rows
         if d.status == Delivery.Status.PENDING  # the urgent ones are claimed already
     )
-    if broadcasts:
-        _enqueue_pending([n.id for n in broadcasts])
-    return created
+    return len(rows)
 
 
 def _claim_urgent(rows: list[Delivery], now: datetime) -> list[Delivery]:
@@ -213,9 +217,3 @@ def _delivery(notification, recipient, channel, decision, now) -> Delivery:
         delivery.status = Delivery.Status.DEFERRED
         delivery.next_attempt_at = later
     return delivery
-
-
-def _enqueue_pending(notification_ids: list) -> None:
-    # Read back after commit, a page at a time: commit hooks holding a 100,000-recipient
-    # broadcast's ids grew the worker by megabytes per campaign.
-    transaction.on_commit(lambda: enqueue.publish_pending_sends(notification_ids), robust=True)

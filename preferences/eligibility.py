@@ -451,8 +451,10 @@ def audience_batches(
     channels: list[str],
     now: datetime,
     batch_size: int = 1000,
+    after: int = 0,
 ) -> Iterator[tuple[list[Contact], list[Decision]]]:
-    """Each keyset batch of a queryset's recipients, with their decisions on every channel.
+    """Each keyset batch of a queryset's recipients past id ``after``, in id order, with their
+    decisions on every channel.
 
     Per batch, whatever its size: one query for the recipients with their choices resolved
     in SQL (one expression per channel), one for suppressions (by keyed hash) and, for
@@ -470,7 +472,7 @@ def audience_batches(
         names += ["_frequency", *(f"_opt_out_{c}" for c in channels)]
     digests = () if is_digest_type(ntype) else (Frequency.DAILY, Frequency.WEEKLY)
     width = len(CONTACT_FIELDS)
-    last = 0
+    last = after
     while True:
         rows = list(recipients.filter(pk__gt=last).order_by("pk").values_list(*names)[:batch_size])
         if not rows:

@@ -23,8 +23,8 @@ from django.db.models import Count
 from rest_framework_api_key.models import APIKey
 
 from config.celery import app as celery_app
-from notifications import clock, recovery, services
-from notifications.models import Delivery, Notification, Recipient
+from notifications import broadcasts, clock, recovery, services
+from notifications.models import Delivery, FeedItem, Notification, Recipient
 from tests.factories import add_template, notification_type_with_templates
 from tests.support.http import RecordingServer
 from tests.support.smtp import SmtpInbox, SmtpServer
@@ -240,6 +240,34 @@ def test_a_message_that_kills_its_worker_every_time_fails_and_the_rest_are_sent(
     assert set(received) == {f"{r}@example.com" for r in recipients if r != "p7"}
     assert set(received.values()) == {1}  # the others went once, batch-mates included
     assert status_counts() == {"failed": 1, "sent": 19}
+
+
+def test_kill_9_mid_fan_out_writes_every_delivery_once_after_the_sweep(live_workers, sweeping):
+    recipients = people(3000)
+    notification_type_with_templates(key="news", channels=("in_app",), traffic="marketing")
+    fan_out_env = {"BROADCAST_CHUNK_SIZE": "150", "BROADCAST_BATCH_SIZE": "75"}
+    worker = live_workers(concurrency=1, env=fan_out_env)
+    broadcast = broadcasts.broadcast_accept(
+        api_key_id="faults", type_key="news", audience={"all": True}, data={"order_id": "X"}
+    ).notification
+
+    wait_for(
+        lambda: Notification.objects.filter(id=broadcast.id, fanout_cursor__isnull=False).exists(),
+        what="the first chunk",
+    )
+    worker.kill()
+    broadcast.refresh_from_db()
+    assert broadcast.status == "accepted", "the fan-out ended before the kill: nothing tested"
+    written = Delivery.objects.count()
+    live_workers(concurrency=1, env=fan_out_env)
+    sweep_until_done(None)
+
+    broadcast.refresh_from_db()
+    assert broadcast.status == "routed"
+    assert written < len(recipients) == Delivery.objects.filter(status="sent").count()
+    assert Delivery.objects.values("recipient").distinct().count() == len(recipients)
+    assert FeedItem.objects.count() == len(recipients)
+    print(f"\nkilled with {written} of {len(recipients)} deliveries written")
 
 
 def test_a_redis_flush_mid_run_loses_nothing_and_sends_nothing_twice(
