@@ -3,7 +3,7 @@
 A broadcast is a Notification whose ``audience`` says who gets it: everyone, or the
 recipients whose attributes contain given values and who carry given tags. Accepting one is
 accepting an event (same idempotency, same routing task); routing hands it to
-``fanout.route_broadcast``, which walks the audience in keyset batches, decides each batch
+``fanout.route_broadcasts``, which walks the audience in keyset batches, decides each batch
 with the one eligibility module (``audience_batches``, a constant number of queries per
 batch), writes the Delivery rows with PostgreSQL COPY a chunk per transaction, and queues the
 sends in batches of delivery ids.

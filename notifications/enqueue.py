@@ -76,30 +76,29 @@ def sends_on_commit(deliveries: Iterable[tuple[int, str, str]], countdown: float
 
 
 def publish_pending_sends(
-    notification_ids: list, between: tuple[int, int] = (0, 0), page: int = 5000
+    notification_ids: list, between: tuple[int, int] | None = None, page: int = 5000
 ) -> None:
     """Publish a send task per batch of the notifications' pending deliveries, in id order.
 
-    Called after commit; ``between`` (after, through), when given, narrows it to the delivery
-    ids one fan-out chunk wrote. Keyset pages keep memory flat however large the broadcast;
-    if the broker fails part way, the sweeper enqueues what is still pending.
+    Called after commit; ``between`` (after, through) narrows it to the delivery ids one
+    fan-out chunk wrote. If the broker fails part way, the sweeper enqueues what is still
+    pending.
     """
     for ids, traffic, channel in _send_batches(_pending(notification_ids, between, page)):
         publish_send(ids, traffic, channel)
 
 
 def _pending(
-    notification_ids: list, between: tuple[int, int], page: int
+    notification_ids: list, between: tuple[int, int] | None, page: int
 ) -> Iterator[tuple[int, str, str]]:
+    # One query streamed through a server-side cursor (memory stays flat): paged with LIMIT,
+    # a plan made before ANALYZE has seen a new broadcast scanned its every row per page.
     pending = Delivery.objects.filter(
         notification_id__in=notification_ids, status=Delivery.Status.PENDING
-    ).order_by("id")
-    last, through = between
-    if through:
-        pending = pending.filter(id__lte=through)
-    while rows := list(pending.filter(id__gt=last).values_list("id", "traffic", "channel")[:page]):
-        yield from rows
-        last = rows[-1][0]
+    )
+    if between:
+        pending = pending.filter(id__gt=between[0], id__lte=between[1])
+    yield from pending.order_by("id").values_list("id", "traffic", "channel").iterator(page)
 
 
 def _send_batches(

@@ -6,11 +6,13 @@ recipient id order, BROADCAST_CHUNK_SIZE recipients per transaction: a chunk loc
 broadcast, starts after the recipient its ``fanout_cursor`` names, writes its rows with COPY
 and moves the cursor in the same commit, then publishes its own sends, which start while the
 next chunk is written. A worker lost mid-chunk loses only that chunk's uncommitted rows, and
-the next routing task (queued again by the sweeper) writes it again from the same cursor.
+the next routing task (the lost one delivered again, or one the sweeper queues) writes it
+again from the same cursor.
 
-A routing task takes chunks for BROADCAST_TASK_SECONDS, then queues a task to carry on, so no
-task runs into the time limit however large the audience. Recipients created while a
-broadcast fans out are in it if the cursor has not passed them yet (ids only grow).
+A routing task takes chunks for BROADCAST_TASK_SECONDS, however many broadcasts it was given,
+then queues a task to carry on, so no task runs long however large the audience; one chunk
+must fit well inside the soft time limit. Recipients created while a broadcast fans out are
+in it if the cursor has not passed them yet (ids only grow).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 
 from channels.registry import primary_provider
 from preferences.eligibility import CapLedger, audience_batches
@@ -42,28 +45,36 @@ class Chunk:
     more: bool
 
 
-def route_broadcast(notification_id) -> int:
-    """Fan a broadcast out a chunk at a time, for as long as this task may; returns rows."""
+def route_broadcasts(broadcasts: QuerySet) -> int:
+    """Fan broadcasts out a chunk at a time, for as long as this task may; returns rows.
+
+    One deadline for the whole task: once it has passed, the broadcast in progress and those
+    not started yet are handed to a new task.
+    """
     deadline = time.monotonic() + settings.BROADCAST_TASK_SECONDS
+    waiting = list(broadcasts.only("id", "traffic"))
     created = 0
-    while True:
-        notification, chunk = _route_chunk(notification_id)
-        if chunk is None:  # routed or failed, or another task is writing its chunk
-            return created
-        created += chunk.created
-        if not chunk.more:
-            return created
+    for index, broadcast in enumerate(waiting):
+        # None: routed or failed, or another routing task is writing a chunk of it.
+        while (chunk := _route_chunk(broadcast.id)) is not None:
+            created += chunk.created
+            if not chunk.more:
+                break
+            if time.monotonic() >= deadline:
+                enqueue.route_on_commit(waiting[index:])
+                return created
         if time.monotonic() >= deadline:
-            enqueue.route_on_commit([notification])
+            enqueue.route_on_commit(waiting[index + 1 :])
             return created
+    return created
 
 
-def _route_chunk(notification_id) -> tuple[Notification | None, Chunk | None]:
+def _route_chunk(notification_id) -> Chunk | None:
     now = clock.now()
     with transaction.atomic():
         notification = claimable(Notification.objects.filter(id=notification_id)).first()
         if notification is None:
-            return None, None
+            return None
         after = notification.fanout_cursor or 0
         before = _last_delivery_id()
         try:
@@ -73,7 +84,7 @@ def _route_chunk(notification_id) -> tuple[Notification | None, Chunk | None]:
             raise
         except Exception:  # noqa: BLE001 - logged with its traceback, then failed
             mark_failed(notification, now)
-            return notification, None
+            return None
         done = {} if chunk.more else {"status": Notification.Status.ROUTED, "routed_at": now}
         Notification.objects.filter(id=notification.id).update(fanout_cursor=chunk.last, **done)
         if chunk.created:
@@ -81,7 +92,7 @@ def _route_chunk(notification_id) -> tuple[Notification | None, Chunk | None]:
             transaction.on_commit(
                 lambda: enqueue.publish_pending_sends([notification.id], written), robust=True
             )
-    return notification, chunk
+    return chunk
 
 
 def _last_delivery_id() -> int:

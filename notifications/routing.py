@@ -37,14 +37,12 @@ def route_notifications(notification_ids: list[str]) -> int:
     Events are routed together, in one transaction; each broadcast fans out in chunks of its
     own (notifications/fanout.py).
     """
-    from .fanout import route_broadcast  # fanout builds on this module's locking
+    from .fanout import route_broadcasts  # fanout builds on this module's locking
 
     given = Notification.objects.filter(id__in=notification_ids)
     created = _route(given.filter(audience__isnull=True))
     broadcasts = given.filter(audience__isnull=False, status=Notification.Status.ACCEPTED)
-    for broadcast_id in broadcasts.values_list("id", flat=True):
-        created += route_broadcast(broadcast_id)
-    return created
+    return created + route_broadcasts(broadcasts.order_by("created_at"))
 
 
 def route_waiting(traffic: str) -> int:
@@ -69,9 +67,14 @@ def waiting(traffic: str) -> QuerySet:
 
 
 def claimable(candidates: QuerySet, limit: int | None = None) -> QuerySet:
-    """The candidates still unrouted, locked for this transaction; others' locks skipped."""
+    """The candidates still unrouted, locked for this transaction; others' locks skipped.
+
+    FOR NO KEY UPDATE: routing changes no key, and the stronger FOR UPDATE would conflict
+    with the key-share lock every new delivery of the notification takes (a fallback hop of a
+    broadcast's earlier chunk, say), so either would wait or skip the other.
+    """
     return (
-        candidates.select_for_update(skip_locked=True, of=("self",))
+        candidates.select_for_update(skip_locked=True, of=("self",), no_key=True)
         .select_related("type")
         .filter(status=Notification.Status.ACCEPTED)[:limit]
     )

@@ -3,9 +3,10 @@ a task hands the rest on when its time is up, and a chunk that fails loses only 
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.test import TestCase
 
 from notifications import broadcasts, enqueue, fanout, routing
@@ -172,3 +173,58 @@ def test_a_chunk_that_cannot_be_written_fails_the_broadcast_and_keeps_what_went_
     assert (notification.status, notification.fanout_cursor) == ("failed", twelfth)
     assert Delivery.objects.filter(notification=notification).count() == 24
     assert len(published["sends"]) == 24
+
+
+def test_one_deadline_serves_the_whole_task_and_hands_on_what_it_did_not_reach(
+    chunked, settings, published
+):
+    settings.BROADCAST_TASK_SECONDS = 0
+    people(30)
+    first, second = accept_broadcast(), accept_broadcast()
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert routing.route_notifications([str(first.id), str(second.id)]) == 24
+
+    assert published["routes"] == [[str(first.id), str(second.id)]]
+    assert not Delivery.objects.filter(notification=second).exists()
+
+
+def test_a_broadcast_finished_past_the_deadline_hands_on_the_next(chunked, settings, published):
+    settings.BROADCAST_TASK_SECONDS = 0
+    people(5)
+    first, second = accept_broadcast(), accept_broadcast()
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert routing.route_notifications([str(first.id), str(second.id)]) == 10
+
+    first.refresh_from_db()
+    assert first.status == "routed"
+    assert published["routes"] == [[str(second.id)]]
+
+
+@pytest.mark.django_db(transaction=True)  # the other session must see the broadcast
+def test_a_key_share_lock_on_the_broadcast_does_not_stop_its_fan_out(chunked, published):
+    people(5)
+    broadcast = accept_broadcast()
+    # What a send worker committing a fallback hop of this broadcast holds: its FK check.
+    other = psycopg.connect(**_libpq(connection.settings_dict))
+    try:
+        other.execute(
+            "SELECT 1 FROM notifications_notification WHERE id = %s FOR KEY SHARE",
+            [broadcast.id],
+        )
+        assert routing.route_notifications([str(broadcast.id)]) == 10
+    finally:
+        other.close()
+    broadcast.refresh_from_db()
+    assert broadcast.status == "routed"
+
+
+def _libpq(db: dict) -> dict:
+    return {
+        "dbname": db["NAME"],
+        "user": db["USER"],
+        "host": db["HOST"],
+        "port": db["PORT"] or 5432,
+        "autocommit": False,
+    }
