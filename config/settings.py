@@ -304,6 +304,21 @@ SWEEP_STUCK_AFTER_SECONDS = env_int("SWEEP_STUCK_AFTER_SECONDS", 600)
 # past the sweep timeout, so a sweep always finds it.
 SEND_JOURNAL_TTL_SECONDS = env_int("SEND_JOURNAL_TTL_SECONDS", 86400)
 
+# Timings that hold only in this order. A task is killed (CELERY_TASK_TIME_LIMIT) before the
+# sweeper takes its work back: a send still running when swept could go out twice, and its
+# late outcome would be written over the resend's. A routing task hands a broadcast on well
+# before its soft time limit, with room for the chunk in progress.
+if SWEEP_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"SWEEP_STUCK_AFTER_SECONDS ({SWEEP_STUCK_AFTER_SECONDS}) must exceed "
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
+    )
+if BROADCAST_TASK_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"BROADCAST_TASK_SECONDS ({BROADCAST_TASK_SECONDS}) must be well under "
+        f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT})"
+    )
+
 # --- Circuit breakers and send rates (channels/breaker.py, channels/ratelimit.py) --------
 # Defaults for every provider; a PROVIDERS entry may override them under "breaker".
 BREAKER_FAILURE_RATIO = env_float("BREAKER_FAILURE_RATIO", 0.5)

@@ -98,3 +98,23 @@ def test_behind_an_https_proxy_forms_from_the_public_origin_are_trusted_and_cook
         "SESSION_COOKIE_SECURE": True,
         "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
     }
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SWEEP_STUCK_AFTER_SECONDS": "300"}, "SWEEP_STUCK_AFTER_SECONDS (300)"),
+        ({"CELERY_TASK_TIME_LIMIT": "900"}, "CELERY_TASK_TIME_LIMIT (900)"),
+        ({"BROADCAST_TASK_SECONDS": "270"}, "BROADCAST_TASK_SECONDS (270)"),
+    ],
+)
+def test_timings_out_of_order_are_refused_at_start(env, named):
+    done = settings_of(["SWEEP_STUCK_AFTER_SECONDS"], **PRODUCTION, **env)
+
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and named in done.stderr
+
+
+def test_a_lowered_task_time_limit_keeps_the_broadcast_deadline_inside_it():
+    got = read(["BROADCAST_TASK_SECONDS"], **PRODUCTION, CELERY_TASK_TIME_LIMIT="60")
+    assert got == {"BROADCAST_TASK_SECONDS": 18}
