@@ -310,8 +310,8 @@ def campaign(url: str, key: str, eligible: int, marketing: WorkerProcess) -> dic
     answer.raise_for_status()
     deliveries = Delivery.objects.filter(notification_id=answer.json()["id"])
     # The last fan-out chunk marks the broadcast routed, in the commit of its rows.
-    routing = Notification.objects.filter(id=answer.json()["id"], status="accepted")
-    while routing.exists():
+    unrouted = Notification.objects.filter(id=answer.json()["id"], status="accepted")
+    while unrouted.exists():
         time.sleep(0.01)
     fanout_seconds = time.monotonic() - start
     to_send = deliveries.exclude(status=Delivery.Status.SKIPPED).count()

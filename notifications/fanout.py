@@ -55,6 +55,9 @@ def route_broadcasts(broadcasts: QuerySet) -> int:
     waiting = list(broadcasts.only("id", "traffic"))
     created = 0
     for index, broadcast in enumerate(waiting):
+        if index and time.monotonic() >= deadline:
+            enqueue.route_on_commit(waiting[index:])
+            return created
         # None: routed or failed, or another routing task is writing a chunk of it.
         while (chunk := _route_chunk(broadcast.id)) is not None:
             created += chunk.created
@@ -63,9 +66,6 @@ def route_broadcasts(broadcasts: QuerySet) -> int:
             if time.monotonic() >= deadline:
                 enqueue.route_on_commit(waiting[index:])
                 return created
-        if time.monotonic() >= deadline:
-            enqueue.route_on_commit(waiting[index + 1 :])
-            return created
     return created
 
 

@@ -57,9 +57,9 @@ def accept_broadcast() -> Notification:
     return accepted.notification
 
 
-def route(notification: Notification) -> int:
+def route(*notifications: Notification) -> int:
     with TestCase.captureOnCommitCallbacks(execute=True):
-        return routing.route_notifications([str(notification.id)])
+        return routing.route_notifications([str(n.id) for n in notifications])
 
 
 def test_a_task_writes_every_chunk_and_publishes_each_delivery_once(chunked, published):
@@ -182,8 +182,7 @@ def test_one_deadline_serves_the_whole_task_and_hands_on_what_it_did_not_reach(
     people(30)
     first, second = accept_broadcast(), accept_broadcast()
 
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        assert routing.route_notifications([str(first.id), str(second.id)]) == 24
+    assert route(first, second) == 24
 
     assert published["routes"] == [[str(first.id), str(second.id)]]
     assert not Delivery.objects.filter(notification=second).exists()
@@ -194,8 +193,7 @@ def test_a_broadcast_finished_past_the_deadline_hands_on_the_next(chunked, setti
     people(5)
     first, second = accept_broadcast(), accept_broadcast()
 
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        assert routing.route_notifications([str(first.id), str(second.id)]) == 10
+    assert route(first, second) == 10
 
     first.refresh_from_db()
     assert first.status == "routed"
