@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -62,6 +64,60 @@ def _rows(snapshot: dict) -> list[dict]:
     return rows
 
 
+def _shown_state(snapshot: dict, rows: list[dict]) -> str:
+    """What the page shows, sent back with the form (see ``_as_shown``)."""
+    return json.dumps(
+        {
+            "marketing": snapshot["marketing"],
+            "quiet_hours": snapshot["quiet_hours"],
+            "categories": {
+                row["key"]: {
+                    "frequency": row["frequency"],
+                    "channels": {c["key"]: c["on"] for c in row["channels"]},
+                }
+                for row in rows
+            },
+        },
+        separators=(",", ":"),
+    )
+
+
+def _as_shown(post, snapshot: dict, rows: list[dict]) -> tuple[dict, list[dict]]:
+    """The state the posted page showed, as ``(snapshot, rows)``.
+
+    A form is compared with what its page showed, not with what is stored now: an
+    unsubscribe (a one-click from the inbox, say) between showing the page and saving it
+    stays, unless the person changed that very choice on the page. Categories and channels
+    the page did not show are left alone. A page without its shown state (one served before
+    it carried it) is compared with what is stored now.
+    """
+    try:
+        shown = json.loads(post.get("shown", ""))
+        categories = shown["categories"]
+        marketing, quiet = shown["marketing"], shown["quiet_hours"]
+        if not (isinstance(categories, dict) and isinstance(marketing, bool)):
+            raise TypeError
+        if quiet is not None and not (
+            isinstance(quiet, dict) and all(isinstance(quiet.get(k), str) for k in ("start", "end"))
+        ):
+            raise TypeError
+    except (ValueError, TypeError, KeyError):
+        return snapshot, rows
+    as_shown = []
+    for row in rows:
+        seen = categories.get(row["key"])
+        if not isinstance(seen, dict) or not isinstance(seen.get("channels"), dict):
+            continue
+        channels = [
+            {"key": c["key"], "on": seen["channels"][c["key"]]}
+            for c in row["channels"]
+            if isinstance(seen["channels"].get(c["key"]), bool)
+        ]
+        frequency = seen.get("frequency")
+        as_shown.append({**row, "channels": channels, "frequency": frequency})
+    return {**snapshot, "marketing": marketing, "quiet_hours": quiet}, as_shown
+
+
 def _changes_from_form(post, snapshot: dict, rows: list[dict]) -> dict:
     """What the person changed on the page, and nothing else.
 
@@ -110,7 +166,9 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
             try:
                 preferences_update(
                     recipient=recipient,
-                    changes=_changes_from_form(request.POST, snapshot, rows),
+                    changes=_changes_from_form(
+                        request.POST, *_as_shown(request.POST, snapshot, rows)
+                    ),
                     actor=Actor.from_request(request, ConsentLog.Source.PREFERENCE_CENTER),
                     whole_categories=True,
                 )
@@ -125,6 +183,7 @@ def preference_center(request: HttpRequest, token: str) -> HttpResponse:
             "preferences/center.html",
             {
                 "rows": rows,
+                "shown": _shown_state(snapshot, rows),
                 "all_marketing_off": not snapshot["marketing"],
                 "frequencies": Frequency.choices,
                 "quiet_start": quiet.get("start", ""),

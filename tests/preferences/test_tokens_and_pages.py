@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from django.core import signing
 from django.test import Client
@@ -277,3 +280,88 @@ def test_unticking_a_channel_on_the_page_stops_it_for_types_turned_on_one_by_one
         "enabled": True,
         "channels": {"email": False},
     }
+
+
+def form_as_shown(page: str) -> dict:
+    """What a browser submits for the page as it was shown, its hidden state included."""
+    shown = re.search(r'name="shown" value="([^"]*)"', page)
+    assert shown, "the page carries no shown state"
+    return {
+        "shown": html.unescape(shown.group(1)),
+        "frequency-promotions": re.search(r'<option value="(\w+)" selected>', page).group(1),
+        **(
+            {"channel-promotions-email": "on"}
+            if 'id="channel-promotions-email" checked' in page
+            else {}
+        ),
+        **({"all_marketing_off": "on"} if 'id="all_marketing_off" checked' in page else {}),
+        "quiet_start": "",
+        "quiet_end": "",
+    }
+
+
+def test_an_unsubscribe_after_the_page_was_shown_survives_saving_that_page(ada, marketing):
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    form = form_as_shown(client.get(url).content.decode())
+    # The person clicks "unsubscribe" in an email while the page is still open.
+    one_click = Client().post(
+        f"/unsubscribe/{make_token(ada, UNSUBSCRIBE)}/",
+        {"List-Unsubscribe": "One-Click"},
+    )
+    assert one_click.status_code == 200
+
+    assert client.post(url, form).status_code == 302
+
+    assert preferences_snapshot(ada)["marketing"] is False
+    assert not ConsentLog.objects.filter(source=ConsentLog.Source.PREFERENCE_CENTER).exists()
+
+
+def test_a_category_unsubscribed_meanwhile_stays_off_when_the_page_saves_something_else(
+    ada, marketing
+):
+    from preferences.services import Actor, unsubscribe_category
+
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    form = form_as_shown(client.get(url).content.decode())
+    unsubscribe_category(
+        recipient=ada, category=marketing.category, actor=Actor(source=ConsentLog.Source.API)
+    )
+
+    form.update(quiet_start="22:00", quiet_end="07:00")
+    assert client.post(url, form).status_code == 302
+
+    snapshot = preferences_snapshot(ada)
+    assert snapshot["quiet_hours"] == {"start": "22:00", "end": "07:00"}
+    assert snapshot["categories"]["promotions"]["frequency"] == "off"
+
+
+def test_a_choice_changed_on_the_page_wins_over_one_made_meanwhile(ada, marketing):
+    from preferences.services import Actor, unsubscribe_category
+
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    form = form_as_shown(client.get(url).content.decode())
+    unsubscribe_category(
+        recipient=ada, category=marketing.category, actor=Actor(source=ConsentLog.Source.API)
+    )
+
+    form["frequency-promotions"] = "daily"  # chosen on the page, after seeing "instant"
+    assert client.post(url, form).status_code == 302
+
+    assert preferences_snapshot(ada)["categories"]["promotions"]["frequency"] == "daily"
+
+
+@pytest.mark.parametrize("shown", ["", "not json", "[]", '{"categories": [], "marketing": 1}'])
+def test_a_page_without_a_readable_shown_state_is_compared_with_what_is_stored(
+    ada, marketing, shown
+):
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    form = form_as_shown(client.get(url).content.decode())
+    form.update(shown=shown, all_marketing_off="on")
+
+    assert client.post(url, form).status_code == 302
+
+    assert preferences_snapshot(ada)["marketing"] is False
