@@ -22,7 +22,6 @@ venv: $(STAMP)
 ## run: set up, migrate, load the demo catalog and serve web, workers and beat on :8000
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py sync_catalog demo/catalog.yaml
 	$(BIN)/python manage.py bootstrap_demo

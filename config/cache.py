@@ -43,9 +43,21 @@ class RedisCache(django_redis.RedisCache):
 
 
 class DatabaseCache(django_db.DatabaseCache):
-    """Trial mode's cache (one machine, no Redis)."""
+    """The cache without REDIS_URL: trial mode, or a deployment whose broker is RabbitMQ."""
 
     def incr_expiring(self, key, delta: int, timeout: int, version=None) -> None:
         """Add ``delta`` to a counter that expires ``timeout`` seconds after it was created."""
         self.add(key, 0, timeout=timeout, version=version)
         self.incr(key, delta, version=version)
+
+
+def create_cache_table(sender, using: str = "default", **kwargs) -> None:
+    """After ``migrate``: the database cache's table, so a deploy needs no second command.
+
+    Only ``createcachetable`` makes it; a deployment without REDIS_URL that ran ``migrate``
+    alone failed every event it accepted (the routing doorbell is in the cache). The command
+    skips a table that exists, and does nothing when the cache is Redis.
+    """
+    from django.core.management import call_command
+
+    call_command("createcachetable", database=using, verbosity=0)
