@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from channels import breaker, ratelimit
 from channels.base import (
@@ -123,6 +124,11 @@ def _send(
     try:
         stream = send_stream(provider, messages)
         outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))
+    except SoftTimeLimitExceeded:
+        # The task ran out of time, not the provider: its breaker counts nothing, and no
+        # later provider of the batch sends past the soft limit. The journal knows what went
+        # and what was in flight; the sweeper settles the batch from it, as after a kill.
+        raise
     except Exception as exc:  # noqa: BLE001 - the provider may have taken some of them
         log.exception("provider %s crashed on a batch of %d", provider_name, len(messages))
         rest = messages[len(outcomes) :]

@@ -159,3 +159,68 @@ def test_an_attempt_given_back_and_counted_again_is_not_vouched_for_by_its_old_n
     lost.refresh_from_db()
     assert (lost.status, lost.attempts, lost.possible_duplicate) == ("pending", 1, True)
     assert [lost.id] in published
+
+
+def test_a_task_out_of_time_mid_send_sends_no_further_provider_and_blames_none(
+    monkeypatch, published
+):
+    """The soft time limit strikes while a provider holds the batch's second message."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from channels import breaker
+    from notifications import dispatch
+    from tests.factories import notification_type_with_templates
+
+    class Provider:
+        def __init__(self, name: str, out_of_time_at: int | None = None):
+            self.name, self.channel, self.out_of_time_at, self.handed = (
+                name,
+                name,
+                out_of_time_at,
+                [],
+            )
+
+        def send_each(self, messages):
+            for index, message in enumerate(messages):
+                if index == self.out_of_time_at:
+                    raise SoftTimeLimitExceeded()
+                self.handed.append(message.delivery_id)
+                yield Outcome.ok(message.delivery_id, f"{self.name}-{index}")
+
+    providers = {"in_app": Provider("in_app", out_of_time_at=1), "sms": Provider("sms")}
+    monkeypatch.setattr(dispatch, "get_provider", providers.__getitem__)
+    for name in providers:
+        breaker.reset(name)
+    ntype = notification_type_with_templates(key="notice", channels=("in_app", "sms"))
+    notification = NotificationFactory(type=ntype, data={"order_id": "A-1"})
+    rows = [
+        Delivery.objects.create(
+            notification=notification,
+            recipient=RecipientFactory(phone=f"+1555000000{i}"),
+            channel=channel,
+            provider=channel,
+            traffic="transactional",
+            status=Delivery.Status.PENDING,
+        )
+        for channel in ("in_app", "sms")
+        for i in range(3)
+    ]
+    sent, in_flight, untried = rows[0], rows[1], rows[2:]
+
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        with pytest.raises(SoftTimeLimitExceeded):
+            sending.send_deliveries([d.id for d in rows])
+
+    assert providers["in_app"].handed == [sent.id]
+    assert providers["sms"].handed == []  # past the soft limit nothing more goes out
+    assert breaker.state("in_app").failures == 0  # the task ran out of time, not the provider
+    statuses = Delivery.objects.filter(id__in=[d.id for d in rows])
+    assert set(statuses.values_list("status", flat=True)) == {"sending"}
+
+    sweep()  # the journal tells the sweeper how far the batch got
+
+    found = {d.id: (d.status, d.possible_duplicate) for d in statuses}
+    assert found[sent.id] == ("sent", False)
+    assert found[in_flight.id] == ("pending", True)
+    assert {found[d.id] for d in untried} == {("pending", False)}
+    assert sorted(published) == sorted([d.id] for d in rows[1:])
