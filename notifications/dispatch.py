@@ -37,6 +37,24 @@ RATE_LIMITED = "rate limited"
 # How long a batch waits when its provider's send rate cannot be read: past the broker's
 # countdowns, so it is parked in PostgreSQL while Redis is away.
 RATE_UNKNOWN_WAIT_SECONDS = 30.0
+# The soft time limit struck: the task stops sending, and says so of what it did not send.
+OUT_OF_TIME = "the task ran out of time"
+
+
+class OutOfTime(Exception):
+    """The soft time limit struck mid-dispatch; ``outcomes`` covers the provider's batch.
+
+    The provider's breaker counts nothing: the task ran out of time, not the provider.
+    """
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__(OUT_OF_TIME)
+        self.outcomes = outcomes
+
+
+def not_sent(messages: list[Message], reason: str) -> list[Outcome]:
+    """Outcomes of messages that never left: retried as any transient failure is."""
+    return [Outcome.failed(m.delivery_id, TRANSIENT, f"not sent: {reason}") for m in messages]
 
 
 def dispatch(
@@ -61,13 +79,7 @@ def dispatch(
     refused = messages[len(allowed) :]
     grant = _acquire(provider_name, len(allowed))
     now, later = allowed[: grant.granted], allowed[grant.granted :]
-    outcomes = _send(provider, provider_name, now, journal)
-    # What the provider answered: messages given back unsent (journal lost) never reached it.
-    answered = [o for o in outcomes if not o.error.startswith(JOURNAL_LOST)]
-    failed = sum(1 for o in answered if o.error_kind in (TRANSIENT, AMBIGUOUS))
-    _count(provider_name, admission, ok=len(answered) - failed, failed=failed)
-    outcomes += [_circuit_open(provider_name, m) for m in refused]
-    outcomes += [
+    held_back = [_circuit_open(provider_name, m) for m in refused] + [
         Outcome.failed(
             m.delivery_id,
             TRANSIENT,
@@ -76,7 +88,16 @@ def dispatch(
         )
         for m in later
     ]
-    return outcomes
+    try:
+        outcomes = _send(provider, provider_name, now, journal)
+    except OutOfTime as cut:
+        cut.outcomes += held_back
+        raise
+    # What the provider answered: messages given back unsent (journal lost) never reached it.
+    answered = [o for o in outcomes if not o.error.startswith(JOURNAL_LOST)]
+    failed = sum(1 for o in answered if o.error_kind in (TRANSIENT, AMBIGUOUS))
+    _count(provider_name, admission, ok=len(answered) - failed, failed=failed)
+    return outcomes + held_back
 
 
 def _admit(provider_name: str) -> breaker.Admission:
@@ -124,20 +145,23 @@ def _send(
     try:
         stream = send_stream(provider, messages)
         outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))
-    except SoftTimeLimitExceeded:
-        # The task ran out of time, not the provider: its breaker counts nothing, and no
-        # later provider of the batch sends past the soft limit. The journal knows what went
-        # and what was in flight; the sweeper settles the batch from it, as after a kill.
-        raise
+    except SoftTimeLimitExceeded as exc:
+        raise OutOfTime(
+            outcomes + _cut_short(provider, messages[len(outcomes) :], OUT_OF_TIME)
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - the provider may have taken some of them
         log.exception("provider %s crashed on a batch of %d", provider_name, len(messages))
-        rest = messages[len(outcomes) :]
-        # A streaming provider was handing over the first of the rest; the others never
-        # left. Of a whole-batch provider, any may have been taken.
-        in_doubt = rest[:1] if sends_each(provider) else rest
-        outcomes.extend(Outcome.failed(m.delivery_id, AMBIGUOUS, repr(exc)) for m in in_doubt)
-        outcomes.extend(
-            Outcome.failed(m.delivery_id, TRANSIENT, f"not sent: {exc!r}")
-            for m in rest[len(in_doubt) :]
-        )
+        outcomes.extend(_cut_short(provider, messages[len(outcomes) :], repr(exc)))
     return outcomes
+
+
+def _cut_short(provider, rest: list[Message], reason: str) -> list[Outcome]:
+    """Outcomes of a provider call cut short before answering for ``rest``.
+
+    A streaming provider was handing over the first of them; the others never left. Of a
+    whole-batch provider, any may have been taken.
+    """
+    in_doubt = rest[:1] if sends_each(provider) else rest
+    return [Outcome.failed(m.delivery_id, AMBIGUOUS, reason) for m in in_doubt] + not_sent(
+        rest[len(in_doubt) :], reason
+    )

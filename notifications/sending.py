@@ -19,7 +19,7 @@ from channels.base import PERMANENT, Message, Outcome
 from preferences.eligibility import decide
 
 from . import clock, outcomes
-from .dispatch import dispatch
+from .dispatch import OUT_OF_TIME, OutOfTime, dispatch, not_sent
 from .journal import SendJournal
 from .messages import (
     BUILD_FAILED,
@@ -109,8 +109,18 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
         delivery.template_version = version
         delivery.summary = summary_of(message.content)
         by_provider[delivery.provider].append(message)
+    out_of_time = False
     for provider, messages in by_provider.items():
-        results.extend(dispatch(provider, messages, journal))
+        if out_of_time:
+            results.extend(not_sent(messages, OUT_OF_TIME))
+            continue
+        try:
+            results.extend(dispatch(provider, messages, journal))
+        except OutOfTime as cut:
+            # Past the soft limit nothing more is sent (the hard one may kill the worker
+            # mid-call); what is known is recorded now, with or without the send journal.
+            results.extend(cut.outcomes)
+            out_of_time = True
     outcomes.record({d.id: d for d in deliveries}, results)
 
 

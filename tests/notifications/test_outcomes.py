@@ -464,3 +464,66 @@ def test_a_chain_never_goes_back_to_a_provider_it_used_when_providers_are_reorde
 
     onward = Delivery.objects.filter(replaces=delivery)
     assert list(onward.values_list("channel", "provider")) == [("sms", "sms")]
+
+
+@pytest.mark.parametrize("journal", ["redis", "none"])
+def test_a_task_out_of_time_mid_send_records_what_went_and_sends_nothing_more(
+    monkeypatch, settings, journal
+):
+    """The soft time limit strikes while a provider holds the batch's second message."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from channels import breaker
+    from notifications import dispatch
+    from notifications.sending import send_deliveries
+
+    if journal == "none":
+        settings.REDIS_URL = ""  # no send journal: what is known must be recorded at once
+
+    class Provider:
+        def __init__(self, name: str, out_of_time_at: int | None = None):
+            self.name = self.channel = name
+            self.out_of_time_at, self.handed = out_of_time_at, []
+
+        def send_each(self, messages):
+            for index, message in enumerate(messages):
+                if index == self.out_of_time_at:
+                    raise SoftTimeLimitExceeded()
+                self.handed.append(message.delivery_id)
+                yield Outcome.ok(message.delivery_id, f"{self.name}-{index}")
+
+    providers = {"in_app": Provider("in_app", out_of_time_at=1), "sms": Provider("sms")}
+    monkeypatch.setattr(dispatch, "get_provider", providers.__getitem__)
+    for name in providers:
+        breaker.reset(name)
+    ntype = notification_type_with_templates(key="notice", channels=("in_app", "sms"))
+    notification = NotificationFactory(type=ntype, data={"order_id": "A-1"})
+    rows = [
+        Delivery.objects.create(
+            notification=notification,
+            recipient=RecipientFactory(phone=f"+1555000000{i}"),
+            channel=channel,
+            provider=channel,
+            traffic="transactional",
+            status=Delivery.Status.PENDING,
+        )
+        for channel in ("in_app", "sms")
+        for i in range(3)
+    ]
+
+    with TestCase.captureOnCommitCallbacks(execute=False):
+        send_deliveries([d.id for d in rows])
+
+    assert providers["in_app"].handed == [rows[0].id]
+    assert providers["sms"].handed == []  # past the soft limit nothing more goes out
+    assert breaker.state("in_app").failures == 0  # the task ran out of time, not the provider
+    found = {d.id: d for d in Delivery.objects.filter(id__in=[d.id for d in rows])}
+    sent, in_flight, untried = found[rows[0].id], found[rows[1].id], [found[d.id] for d in rows[2:]]
+    assert (sent.status, sent.possible_duplicate) == ("sent", False)
+    # The provider may have the one it held: retried, flagged, as any ambiguous failure.
+    assert in_flight.status in ("pending", "deferred") and in_flight.possible_duplicate
+    assert in_flight.error_kind == AMBIGUOUS
+    for delivery in untried:
+        assert delivery.status in ("pending", "deferred") and not delivery.possible_duplicate
+        assert delivery.error_message == "not sent: the task ran out of time"
+        assert delivery.attempts == 1
