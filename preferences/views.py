@@ -26,6 +26,7 @@ from .services import (
 from .tokens import PREFERENCES, UNSUBSCRIBE, BadToken, Grant, make_token, read_token
 
 ONE_CLICK_BODY = ("List-Unsubscribe", "One-Click")
+FREQUENCIES = frozenset(f.value for f in Frequency)
 
 
 def _language(locale: str) -> str:
@@ -101,20 +102,27 @@ def _as_shown(post, snapshot: dict, rows: list[dict]) -> tuple[dict, list[dict]]
             isinstance(quiet, dict) and all(isinstance(quiet.get(k), str) for k in ("start", "end"))
         ):
             raise TypeError
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: "[[[[..."
         return snapshot, rows
     as_shown = []
     for row in rows:
-        seen = categories.get(row["key"])
-        if not isinstance(seen, dict) or not isinstance(seen.get("channels"), dict):
+        if row["key"] not in categories:
+            continue  # not on the page: a category added since
+        seen = categories[row["key"]]
+        if not (
+            isinstance(seen, dict)
+            and isinstance(seen.get("channels"), dict)
+            and isinstance(seen.get("frequency"), str)
+            and seen["frequency"] in FREQUENCIES
+        ):
+            as_shown.append(row)  # unreadable: compared with what is stored, as before
             continue
         channels = [
             {"key": c["key"], "on": seen["channels"][c["key"]]}
             for c in row["channels"]
             if isinstance(seen["channels"].get(c["key"]), bool)
         ]
-        frequency = seen.get("frequency")
-        as_shown.append({**row, "channels": channels, "frequency": frequency})
+        as_shown.append({**row, "channels": channels, "frequency": seen["frequency"]})
     return {**snapshot, "marketing": marketing, "quiet_hours": quiet}, as_shown
 
 
@@ -124,7 +132,6 @@ def _changes_from_form(post, snapshot: dict, rows: list[dict]) -> dict:
     A value the page showed and got back is not written: an explicit "instant" for a
     category would opt into its opt-in types, and consent must be a choice, not a save.
     """
-    frequencies = {f.value for f in Frequency}
     categories = {}
     for row in rows:
         change: dict = {}
@@ -134,7 +141,7 @@ def _changes_from_form(post, snapshot: dict, rows: list[dict]) -> dict:
         }:
             change["channels"] = channels
         frequency = post.get(f"frequency-{row['key']}")
-        if frequency in frequencies and frequency != row["frequency"]:
+        if frequency in FREQUENCIES and frequency != row["frequency"]:
             change["frequency"] = frequency
         if change:
             categories[row["key"]] = change

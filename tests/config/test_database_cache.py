@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -29,9 +30,11 @@ def fresh_database():
         autocommit=True,
     )
     admin.execute(f'CREATE DATABASE "{name}"')
-    host = f"{params['HOST']}:{params['PORT']}"
+    user = quote(params["USER"], safe="")
+    if params["PASSWORD"]:
+        user += ":" + quote(params["PASSWORD"], safe="")
     try:
-        yield f"postgres://{params['USER']}@{host}/{name}"
+        yield f"postgres://{user}@{params['HOST']}:{params['PORT']}/{name}"
     finally:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         admin.close()

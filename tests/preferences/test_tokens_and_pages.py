@@ -365,3 +365,37 @@ def test_a_page_without_a_readable_shown_state_is_compared_with_what_is_stored(
     assert client.post(url, form).status_code == 302
 
     assert preferences_snapshot(ada)["marketing"] is False
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "[" * 100_000,  # nested past the recursion limit
+        '{"marketing": true, "quiet_hours": null, "categories": {"promotions": '
+        '{"frequency": ["instant"], "channels": {"email": true}}}}',
+    ],
+)
+def test_a_hostile_shown_state_changes_nothing_the_person_did_not_post(ada, marketing, shown):
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    form = form_as_shown(client.get(url).content.decode())
+    form["shown"] = shown
+
+    assert client.post(url, form).status_code == 302
+
+    assert not Preference.objects.exists()
+    assert not ConsentLog.objects.exists()
+
+
+def test_a_shown_frequency_that_is_no_frequency_is_compared_with_what_is_stored(ada, marketing):
+    # Taken at its word, "bogus" would make the posted "instant" a choice to write, and an
+    # explicit "instant" opts into the category's opt-in types.
+    client = Client()
+    url = f"/preferences/{make_token(ada, PREFERENCES)}/"
+    form = form_as_shown(client.get(url).content.decode())
+    form["shown"] = form["shown"].replace('"frequency":"instant"', '"frequency":"bogus"')
+    assert '"bogus"' in form["shown"]
+
+    assert client.post(url, form).status_code == 302
+
+    assert not Preference.objects.exists()
