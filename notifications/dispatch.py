@@ -39,12 +39,14 @@ RATE_LIMITED = "rate limited"
 RATE_UNKNOWN_WAIT_SECONDS = 30.0
 # The soft time limit struck: the task stops sending, and says so of what it did not send.
 OUT_OF_TIME = "the task ran out of time"
+# Never tried because the task ran out of time: retried without spending an attempt.
+OUT_OF_TIME_NOT_SENT = f"not sent: {OUT_OF_TIME}"
 
 
 class OutOfTime(Exception):
     """The soft time limit struck mid-dispatch; ``outcomes`` covers the provider's batch.
 
-    The provider's breaker counts nothing: the task ran out of time, not the provider.
+    The provider's breaker counts no failure: the task ran out of time, not the provider.
     """
 
     def __init__(self, outcomes: list[Outcome]) -> None:
@@ -63,6 +65,8 @@ def dispatch(
     journal = journal or SendJournal()
     try:
         provider = get_provider(provider_name)
+    except SoftTimeLimitExceeded as exc:
+        raise OutOfTime(not_sent(messages, OUT_OF_TIME)) from exc
     except Exception as exc:  # noqa: BLE001 - a provider retired from PROVIDERS, a bad backend
         log.exception("provider %s cannot be loaded", provider_name)
         # Nothing was sent, and its breaker counts nothing (a half-open one keeps its probe
@@ -91,12 +95,17 @@ def dispatch(
     try:
         outcomes = _send(provider, provider_name, now, journal)
     except OutOfTime as cut:
+        # What went counts; nothing failed. A half-open breaker's probe is freed either way.
+        _count(provider_name, admission, ok=sum(o.sent for o in cut.outcomes), failed=0)
         cut.outcomes += held_back
         raise
     # What the provider answered: messages given back unsent (journal lost) never reached it.
     answered = [o for o in outcomes if not o.error.startswith(JOURNAL_LOST)]
     failed = sum(1 for o in answered if o.error_kind in (TRANSIENT, AMBIGUOUS))
-    _count(provider_name, admission, ok=len(answered) - failed, failed=failed)
+    try:
+        _count(provider_name, admission, ok=len(answered) - failed, failed=failed)
+    except SoftTimeLimitExceeded as exc:
+        raise OutOfTime(outcomes + held_back) from exc  # sent: the outcomes must be kept
     return outcomes + held_back
 
 

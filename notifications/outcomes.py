@@ -25,7 +25,7 @@ from preferences.eligibility import Decision, decide
 
 from . import clock, enqueue
 from .bulk import bulk_set
-from .dispatch import CIRCUIT_OPEN, RATE_LIMITED
+from .dispatch import CIRCUIT_OPEN, OUT_OF_TIME_NOT_SENT, RATE_LIMITED
 from .fallback import onward_hops
 from .journal import JOURNAL_LOST
 from .models import Delivery
@@ -118,9 +118,10 @@ def _retry_after(
 def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
     if outcome.error_kind == PERMANENT:
         return False
-    if outcome.error.startswith((CIRCUIT_OPEN, RATE_LIMITED, JOURNAL_LOST)):
-        # Never tried: waiting for the breaker's next probe, for the provider's send rate or
-        # for the send journal spends no attempt. With no backup, failing it would lose it.
+    if outcome.error.startswith((CIRCUIT_OPEN, RATE_LIMITED, JOURNAL_LOST, OUT_OF_TIME_NOT_SENT)):
+        # Never tried: waiting for the breaker's next probe, for the provider's send rate, for
+        # the send journal or for a task with time left spends no attempt. With no backup,
+        # failing it would lose it.
         delivery.attempts -= 1
         return True
     return delivery.attempts < settings.MAX_ATTEMPTS.get(delivery.channel, 5)

@@ -121,6 +121,10 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
             # mid-call); what is known is recorded now, with or without the send journal.
             results.extend(cut.outcomes)
             out_of_time = True
+        except SoftTimeLimitExceeded:
+            # Struck where this group's outcomes are unknown (a breaker or send-rate call):
+            # it stays claimed, and the sweeper settles it from the send journal.
+            out_of_time = True
     outcomes.record({d.id: d for d in deliveries}, results)
 
 

@@ -466,33 +466,32 @@ def test_a_chain_never_goes_back_to_a_provider_it_used_when_providers_are_reorde
     assert list(onward.values_list("channel", "provider")) == [("sms", "sms")]
 
 
-@pytest.mark.parametrize("journal", ["redis", "none"])
-def test_a_task_out_of_time_mid_send_records_what_went_and_sends_nothing_more(
-    monkeypatch, settings, journal
-):
-    """The soft time limit strikes while a provider holds the batch's second message."""
-    from celery.exceptions import SoftTimeLimitExceeded
+class SlowProvider:
+    """Sends a message at a time; the soft time limit strikes while it holds ``out_of_time_at``."""
 
+    def __init__(self, name: str, out_of_time_at: int | None = None):
+        self.name = self.channel = name
+        self.out_of_time_at, self.handed = out_of_time_at, []
+
+    def send_each(self, messages):
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        for index, message in enumerate(messages):
+            if index == self.out_of_time_at:
+                raise SoftTimeLimitExceeded()
+            self.handed.append(message.delivery_id)
+            yield Outcome.ok(message.delivery_id, f"{self.name}-{index}")
+
+
+@pytest.fixture
+def in_app_then_sms(monkeypatch, settings):
+    """Three in-app and three SMS deliveries, pending, sent through SlowProviders."""
     from channels import breaker
     from notifications import dispatch
-    from notifications.sending import send_deliveries
 
-    if journal == "none":
-        settings.REDIS_URL = ""  # no send journal: what is known must be recorded at once
-
-    class Provider:
-        def __init__(self, name: str, out_of_time_at: int | None = None):
-            self.name = self.channel = name
-            self.out_of_time_at, self.handed = out_of_time_at, []
-
-        def send_each(self, messages):
-            for index, message in enumerate(messages):
-                if index == self.out_of_time_at:
-                    raise SoftTimeLimitExceeded()
-                self.handed.append(message.delivery_id)
-                yield Outcome.ok(message.delivery_id, f"{self.name}-{index}")
-
-    providers = {"in_app": Provider("in_app", out_of_time_at=1), "sms": Provider("sms")}
+    # An SMS attempt is its last: only a refund keeps a message never tried from failing.
+    settings.MAX_ATTEMPTS = {**settings.MAX_ATTEMPTS, "in_app": 2, "sms": 1}
+    providers = {"in_app": SlowProvider("in_app", out_of_time_at=1), "sms": SlowProvider("sms")}
     monkeypatch.setattr(dispatch, "get_provider", providers.__getitem__)
     for name in providers:
         breaker.reset(name)
@@ -510,20 +509,101 @@ def test_a_task_out_of_time_mid_send_records_what_went_and_sends_nothing_more(
         for channel in ("in_app", "sms")
         for i in range(3)
     ]
+    yield providers, rows
+    for name in providers:
+        breaker.reset(name)
+
+
+def send_all(rows: list[Delivery]) -> dict[int, Delivery]:
+    from notifications.sending import send_deliveries
 
     with TestCase.captureOnCommitCallbacks(execute=False):
         send_deliveries([d.id for d in rows])
+    return {d.id: d for d in Delivery.objects.filter(id__in=[d.id for d in rows])}
+
+
+@pytest.mark.parametrize("journal", ["redis", "none"])
+def test_a_task_out_of_time_mid_send_records_what_went_and_sends_nothing_more(
+    in_app_then_sms, settings, journal
+):
+    from channels import breaker
+
+    providers, rows = in_app_then_sms
+    if journal == "none":
+        settings.REDIS_URL = ""  # no send journal: what is known must be recorded at once
+
+    found = send_all(rows)
 
     assert providers["in_app"].handed == [rows[0].id]
     assert providers["sms"].handed == []  # past the soft limit nothing more goes out
     assert breaker.state("in_app").failures == 0  # the task ran out of time, not the provider
-    found = {d.id: d for d in Delivery.objects.filter(id__in=[d.id for d in rows])}
-    sent, in_flight, untried = found[rows[0].id], found[rows[1].id], [found[d.id] for d in rows[2:]]
+    sent, in_flight = found[rows[0].id], found[rows[1].id]
     assert (sent.status, sent.possible_duplicate) == ("sent", False)
     # The provider may have the one it held: retried, flagged, as any ambiguous failure.
     assert in_flight.status in ("pending", "deferred") and in_flight.possible_duplicate
-    assert in_flight.error_kind == AMBIGUOUS
-    for delivery in untried:
-        assert delivery.status in ("pending", "deferred") and not delivery.possible_duplicate
-        assert delivery.error_message == "not sent: the task ran out of time"
-        assert delivery.attempts == 1
+    assert (in_flight.error_kind, in_flight.attempts) == (AMBIGUOUS, 1)
+    for row in rows[2:]:
+        untried = found[row.id]
+        assert untried.status in ("pending", "deferred") and not untried.possible_duplicate
+        assert untried.error_message == "not sent: the task ran out of time"
+        assert untried.attempts == 0  # never tried: no attempt spent, none failed
+
+
+def test_a_half_open_probe_cut_short_by_the_time_limit_frees_the_next_probe(in_app_then_sms):
+    from channels import breaker
+
+    providers, rows = in_app_then_sms
+    providers["in_app"].out_of_time_at = 0  # the probe itself is in flight
+    opened = clock.now().timestamp() - breaker.limits("in_app").open_seconds - 1
+    breaker.cache.set(breaker._key("in_app", "opened_at"), opened, timeout=None)
+
+    send_all(rows)
+
+    assert breaker.admit("in_app") is breaker.Admission.PROBE  # not left refused for a minute
+
+
+def test_out_of_time_while_the_breaker_counts_a_sent_batch_keeps_its_outcomes(
+    in_app_then_sms, monkeypatch
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from channels import breaker
+
+    providers, rows = in_app_then_sms
+    providers["in_app"].out_of_time_at = None
+
+    def record(*args, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(breaker, "record", record)
+
+    found = send_all(rows)
+
+    assert {found[d.id].status for d in rows[:3]} == {"sent"}
+    assert providers["sms"].handed == []
+    assert {found[d.id].error_message for d in rows[3:]} == {"not sent: the task ran out of time"}
+
+
+def test_out_of_time_outside_a_provider_call_leaves_only_that_group_to_the_sweeper(
+    in_app_then_sms, monkeypatch
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from channels import breaker
+
+    providers, rows = in_app_then_sms
+    providers["in_app"].out_of_time_at = None
+    admit = breaker.admit
+
+    def admit_until_the_time_limit(provider):
+        if provider == "sms":
+            raise SoftTimeLimitExceeded()
+        return admit(provider)
+
+    monkeypatch.setattr(breaker, "admit", admit_until_the_time_limit)
+
+    found = send_all(rows)
+
+    assert {found[d.id].status for d in rows[:3]} == {"sent"}  # recorded, never resent
+    assert {found[d.id].status for d in rows[3:]} == {"sending"}  # claimed, for the sweeper
+    assert providers["sms"].handed == []
