@@ -54,35 +54,31 @@ def manage(database_url: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def python(database_url: str, code: str) -> str:
+    """What ``code`` prints, run by ``manage.py shell`` in a new process."""
+    done = manage(database_url, "shell", "-v0", "-c", code)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_migrate_alone_creates_the_database_cache_table(fresh_database):
     migrated = manage(fresh_database, "migrate", "--noinput", "-v0")
     assert migrated.returncode == 0, migrated.stderr
 
-    used = manage(
+    used = python(
         fresh_database,
-        "shell",
-        "-v0",
-        "-c",
         "from django.core.cache import caches; cache = caches['default']; "
         "print(type(cache).__name__, cache.add('ring', 1, 30), cache.add('ring', 1, 30))",
     )
-    assert used.returncode == 0, used.stderr
-    assert used.stdout.split() == ["DatabaseCache", "True", "False"]
+    assert used.split() == ["DatabaseCache", "True", "False"]
 
 
 def test_migrating_again_keeps_what_the_cache_holds(fresh_database):
     assert manage(fresh_database, "migrate", "--noinput", "-v0").returncode == 0
-    put = "from django.core.cache import cache; cache.set('kept', 'yes', 300)"
-    assert manage(fresh_database, "shell", "-v0", "-c", put).returncode == 0
+    python(fresh_database, "from django.core.cache import cache; cache.set('kept', 'yes', 300)")
 
     again = manage(fresh_database, "migrate", "--noinput", "-v0")
     assert again.returncode == 0, again.stderr
 
-    got = manage(
-        fresh_database,
-        "shell",
-        "-v0",
-        "-c",
-        "from django.core.cache import cache; print(cache.get('kept'))",
-    )
-    assert got.stdout.strip() == "yes"
+    got = python(fresh_database, "from django.core.cache import cache; print(cache.get('kept'))")
+    assert got.strip() == "yes"
