@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ class WorkerProcess:
         self.pool = pool
         self.nice = nice
         self.process: subprocess.Popen | None = None
+        self.nodename = ""
         self.output: list[str] = []
         self._ready = threading.Event()
 
@@ -42,6 +44,8 @@ class WorkerProcess:
         self._ready.clear()
         # A positive nice lowers the worker's CPU priority (nice execs, so the pid is the worker's).
         niceness = ["nice", "-n", str(self.nice)] if self.nice else []
+        # Unique per start, for remote control (`destination=[worker.nodename]`).
+        self.nodename = f"{self.name}-{os.getpid()}-{time.monotonic_ns()}@{socket.gethostname()}"
         self.process = subprocess.Popen(
             [
                 *niceness,
@@ -58,7 +62,7 @@ class WorkerProcess:
                 "-P",
                 self.pool,
                 "-n",
-                f"{self.name}-{os.getpid()}-{time.monotonic_ns()}@%h",
+                self.nodename,
                 "--without-heartbeat",
                 "--without-mingle",
                 "--without-gossip",
