@@ -44,9 +44,29 @@ class Grant:
     wait_seconds: float  # until the rest of what was asked for would be there
 
 
+# Tokens taken for messages that never left go back, up to the burst: a batch given back
+# unsent must not cost the provider's rate (at 1 SMS a second, 99 seconds for 99 messages).
+GIVE_BACK = """
+local burst = tonumber(ARGV[1])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
+if tokens == nil then return 0 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(burst, tokens + tonumber(ARGV[2]))))
+return 1
+"""
+
+
 @cache
-def _script(url: str):
-    return redis.Redis.from_url(url, socket_timeout=2).register_script(TAKE)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=2)
+
+
+@cache
+def _script(url: str, source: str = TAKE):
+    return _client(url).register_script(source)
+
+
+def _key(provider: str) -> str:
+    return f"clarion:ratelimit:{provider}"
 
 
 def limit_of(provider: str) -> tuple[float, float] | None:
@@ -63,10 +83,16 @@ def take(provider: str, want: int) -> Grant:
     if limit is None:
         return Grant(want, 0.0)
     rate, burst = limit
-    granted, wait = _script(settings.REDIS_URL)(
-        keys=[f"clarion:ratelimit:{provider}"], args=[rate, burst, want]
-    )
+    granted, wait = _script(settings.REDIS_URL)(keys=[_key(provider)], args=[rate, burst, want])
     return Grant(int(granted), float(wait))
+
+
+def give_back(provider: str, count: int) -> None:
+    """Return the tokens of ``count`` messages taken for but never handed to the provider."""
+    limit = limit_of(provider)
+    if limit is None or count <= 0:
+        return
+    _script(settings.REDIS_URL, GIVE_BACK)(keys=[_key(provider)], args=[limit[1], count])
 
 
 def acquire(provider: str, want: int) -> Grant:

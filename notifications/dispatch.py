@@ -37,10 +37,12 @@ RATE_LIMITED = "rate limited"
 # How long a batch waits when its provider's send rate cannot be read: past the broker's
 # countdowns, so it is parked in PostgreSQL while Redis is away.
 RATE_UNKNOWN_WAIT_SECONDS = 30.0
+# What never left for the provider: its send-rate tokens are given back.
+NOT_SENT = "not sent"
 # The soft time limit struck: the task stops sending, and says so of what it did not send.
 OUT_OF_TIME = "the task ran out of time"
 # Never tried because the task ran out of time: retried without spending an attempt.
-OUT_OF_TIME_NOT_SENT = f"not sent: {OUT_OF_TIME}"
+OUT_OF_TIME_NOT_SENT = f"{NOT_SENT}: {OUT_OF_TIME}"
 
 
 class OutOfTime(Exception):
@@ -56,7 +58,7 @@ class OutOfTime(Exception):
 
 def not_sent(messages: list[Message], reason: str) -> list[Outcome]:
     """Outcomes of messages that never left: retried as any transient failure is."""
-    return [Outcome.failed(m.delivery_id, TRANSIENT, f"not sent: {reason}") for m in messages]
+    return [Outcome.failed(m.delivery_id, TRANSIENT, f"{NOT_SENT}: {reason}") for m in messages]
 
 
 def dispatch(
@@ -97,12 +99,14 @@ def dispatch(
     except OutOfTime as cut:
         # What went counts; nothing failed. A half-open breaker's probe is freed either way.
         _count(provider_name, admission, ok=sum(o.sent for o in cut.outcomes), failed=0)
+        _give_back(provider_name, cut.outcomes)
         cut.outcomes += held_back
         raise
     # What the provider answered: messages given back unsent (journal lost) never reached it.
     answered = [o for o in outcomes if not o.error.startswith(JOURNAL_LOST)]
     failed = sum(1 for o in answered if o.error_kind in (TRANSIENT, AMBIGUOUS))
     try:
+        _give_back(provider_name, outcomes)
         _count(provider_name, admission, ok=len(answered) - failed, failed=failed)
     except SoftTimeLimitExceeded as exc:
         raise OutOfTime(outcomes + held_back) from exc  # sent: the outcomes must be kept
@@ -123,6 +127,15 @@ def _acquire(provider_name: str, want: int) -> ratelimit.Grant:
     except redis.RedisError:
         log.warning("send rate of %s unavailable; its batch waits", provider_name)
         return ratelimit.Grant(0, RATE_UNKNOWN_WAIT_SECONDS)
+
+
+def _give_back(provider_name: str, outcomes: list[Outcome]) -> None:
+    """Return the send-rate tokens of the messages that never left (cut short, given back)."""
+    unsent = sum(1 for o in outcomes if o.error.startswith((NOT_SENT, JOURNAL_LOST)))
+    try:
+        ratelimit.give_back(provider_name, unsent)
+    except redis.RedisError:
+        log.warning("send rate of %s unavailable; %d tokens not given back", provider_name, unsent)
 
 
 def _count(provider_name: str, admission: breaker.Admission, ok: int, failed: int) -> None:

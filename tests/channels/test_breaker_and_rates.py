@@ -8,6 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
 
 from channels import breaker, ratelimit
@@ -206,3 +207,86 @@ def test_a_probe_given_back_unsent_leaves_the_breaker_half_open(limits):
     # It never reached the provider: no verdict on it, and the next batch probes.
     assert breaker.state("in_app").state == "half-open"
     assert breaker.admit("in_app") is Admission.PROBE
+
+
+class FirstThenFails:
+    """Hands over the first message; ``failure`` (if any) strikes while it holds the second."""
+
+    def __init__(self, failure: BaseException | None):
+        self.failure = failure
+
+    def send_each(self, messages):
+        from channels.base import Outcome
+
+        for index, message in enumerate(messages):
+            if index == 1 and self.failure is not None:
+                raise self.failure
+            yield Outcome.ok(message.delivery_id, f"msg-{index}")
+
+
+@pytest.fixture
+def batch_of_five():
+    from channels.base import Message
+    from notifications.journal import SendJournal
+
+    ids = range(9_000_001, 9_000_006)  # journal keys of their own
+    yield [Message(delivery_id=i, to="a@example.com", content={}) for i in ids]
+    client = SendJournal().client
+    for i in ids:
+        if keys := client.keys(f"clarion:journal:{i}:*"):
+            client.delete(*keys)
+
+
+@pytest.mark.parametrize(
+    ("failure", "given_back"),
+    [
+        (None, 0),  # all five went
+        # The first went, the second may have (the provider held it), three never left.
+        (ConnectionResetError("connection reset"), 3),
+        (SoftTimeLimitExceeded(), 3),
+    ],
+)
+def test_the_send_rate_tokens_of_messages_that_never_left_are_given_back(
+    settings, monkeypatch, batch_of_five, failure, given_back
+):
+    from notifications import dispatch
+
+    esp = fresh_provider(settings, rate=0.001, burst=10)  # no refill to speak of
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: FirstThenFails(failure))
+
+    try:
+        outcomes = dispatch.dispatch(esp, batch_of_five)
+    except dispatch.OutOfTime as cut:
+        outcomes = cut.outcomes
+
+    assert [o.sent for o in outcomes] == [True] + [failure is None] * 4
+    assert ratelimit.take(esp, 10).granted == 5 + given_back
+
+
+def test_a_batch_given_back_when_its_journal_is_lost_gives_its_tokens_back(
+    settings, monkeypatch, batch_of_five
+):
+    import redis as redis_client
+
+    from notifications import dispatch
+    from notifications.journal import JOURNAL_LOST, SendJournal
+
+    esp = fresh_provider(settings, rate=0.001, burst=10)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: FirstThenFails(None))
+    journal = SendJournal()
+    journal.claimed({m.delivery_id: clock.now() for m in batch_of_five})
+    journal.client = redis_client.Redis.from_url("redis://127.0.0.1:1/0")  # lost since
+
+    outcomes = dispatch.dispatch(esp, batch_of_five, journal)
+
+    assert all(o.error.startswith(JOURNAL_LOST) for o in outcomes)
+    assert ratelimit.take(esp, 10).granted == 10
+
+
+def test_tokens_given_back_never_fill_the_bucket_past_its_burst(settings):
+    esp = fresh_provider(settings, rate=0.001, burst=4)
+    assert ratelimit.take(esp, 1).granted == 1
+
+    ratelimit.give_back(esp, 3)
+
+    assert ratelimit.take(esp, 10).granted == 4
