@@ -42,6 +42,9 @@ class Outcome:
     provider_message_id: str = ""
     error: str = ""
     retry_after: float | None = None
+    # False when the failure came before the message was handed to the provider (not
+    # connected, given back, not configured): its send-rate token is returned.
+    reached_provider: bool = True
 
     @property
     def sent(self) -> bool:
@@ -56,6 +59,19 @@ class Outcome:
         cls, delivery_id: int, kind: str, error: str, retry_after: float | None = None
     ) -> Outcome:
         return cls(delivery_id, error_kind=kind, error=error[:2000], retry_after=retry_after)
+
+    @classmethod
+    def unsent(
+        cls, delivery_id: int, kind: str, error: str, retry_after: float | None = None
+    ) -> Outcome:
+        """A failure before anything was handed to the provider."""
+        return cls(
+            delivery_id,
+            error_kind=kind,
+            error=error[:2000],
+            retry_after=retry_after,
+            reached_provider=False,
+        )
 
 
 class Provider(Protocol):

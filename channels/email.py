@@ -108,7 +108,7 @@ class EmailProvider:
         except (OSError, smtplib.SMTPException, AnymailError, ImproperlyConfigured) as exc:
             # Nothing left the machine: every message can be retried or sent elsewhere.
             for m in messages:
-                yield Outcome.failed(m.delivery_id, TRANSIENT, f"connect: {exc}")
+                yield Outcome.unsent(m.delivery_id, TRANSIENT, f"connect: {exc}")
             return
         try:
             for index, message in enumerate(messages):
@@ -116,7 +116,7 @@ class EmailProvider:
                 yield outcome
                 if outcome.error_kind and _lost(connection) and not _reopen(connection):
                     for m in messages[index + 1 :]:
-                        yield Outcome.failed(m.delivery_id, TRANSIENT, "connection lost")
+                        yield Outcome.unsent(m.delivery_id, TRANSIENT, "connection lost")
                     break
         finally:
             try:
@@ -144,7 +144,7 @@ class EmailProvider:
             return anymail_outcome(delivery_id, exc)
         except ValueError as exc:
             # Django refuses addresses and headers it cannot encode (line breaks, bad syntax).
-            return Outcome.failed(delivery_id, PERMANENT, f"invalid message: {exc}")
+            return Outcome.unsent(delivery_id, PERMANENT, f"invalid message: {exc}")
         status = getattr(email, "anymail_status", None)
         statuses = getattr(status, "status", None) or set()
         if statuses and statuses <= REFUSED_STATUSES:

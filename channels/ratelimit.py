@@ -9,6 +9,7 @@ Redis and one machine: it sends without a limit.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -49,9 +50,9 @@ class Grant:
 GIVE_BACK = """
 local burst = tonumber(ARGV[1])
 local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
-if tokens == nil then return 0 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(burst, tokens + tonumber(ARGV[2]))))
-return 1
+if tokens ~= nil then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(burst, tokens + tonumber(ARGV[2]))))
+end
 """
 
 
@@ -61,8 +62,13 @@ def _client(url: str) -> redis.Redis:
 
 
 @cache
-def _script(url: str, source: str = TAKE):
-    return _client(url).register_script(source)
+def _take_script(url: str):
+    return _client(url).register_script(TAKE)
+
+
+@cache
+def _give_back_script(url: str):
+    return _client(url).register_script(GIVE_BACK)
 
 
 def _key(provider: str) -> str:
@@ -83,7 +89,8 @@ def take(provider: str, want: int) -> Grant:
     if limit is None:
         return Grant(want, 0.0)
     rate, burst = limit
-    granted, wait = _script(settings.REDIS_URL)(keys=[_key(provider)], args=[rate, burst, want])
+    script = _take_script(settings.REDIS_URL)
+    granted, wait = script(keys=[_key(provider)], args=[rate, burst, want])
     return Grant(int(granted), float(wait))
 
 
@@ -92,7 +99,7 @@ def give_back(provider: str, count: int) -> None:
     limit = limit_of(provider)
     if limit is None or count <= 0:
         return
-    _script(settings.REDIS_URL, GIVE_BACK)(keys=[_key(provider)], args=[limit[1], count])
+    _give_back_script(settings.REDIS_URL)(keys=[_key(provider)], args=[limit[1], count])
 
 
 def acquire(provider: str, want: int) -> Grant:
@@ -104,8 +111,15 @@ def acquire(provider: str, want: int) -> Grant:
     got = take(provider, want)
     granted = got.granted
     deadline = time.monotonic() + settings.RATE_LIMIT_MAX_WAIT_SECONDS
-    while granted < want and time.monotonic() + got.wait_seconds <= deadline:
-        time.sleep(max(got.wait_seconds, 0.001))
-        got = take(provider, want - granted)
-        granted += got.granted
+    try:
+        while granted < want and time.monotonic() + got.wait_seconds <= deadline:
+            time.sleep(max(got.wait_seconds, 0.001))
+            got = take(provider, want - granted)
+            granted += got.granted
+    except BaseException:
+        # Cut short while waiting (the task's soft time limit, Redis lost): nothing was sent
+        # with what was taken, so it goes back if it can.
+        with contextlib.suppress(redis.RedisError):
+            give_back(provider, granted)
+        raise
     return Grant(granted, 0.0 if granted == want else got.wait_seconds)

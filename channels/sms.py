@@ -120,7 +120,7 @@ class TwilioProvider:
         ):
             error = "Twilio is not configured (account SID, auth token, from number)"
             for m in messages:
-                yield Outcome.failed(m.delivery_id, PERMANENT, error)
+                yield Outcome.unsent(m.delivery_id, PERMANENT, error)
             return
         # The Twilio API is the operator's configured endpoint, not a user-supplied URL: no
         # address guard. One connection pool for the batch.
@@ -142,7 +142,7 @@ class TwilioProvider:
 
     def _send_one(self, client: Client, transport: TwilioTransport, message: Message) -> Outcome:
         if not message.to:
-            return Outcome.failed(message.delivery_id, PERMANENT, "recipient has no phone number")
+            return Outcome.unsent(message.delivery_id, PERMANENT, "recipient has no phone number")
         try:
             sent = client.messages.create(**self.params_for(message))
         except HttpError as exc:

@@ -80,11 +80,11 @@ class WebhookProvider:
 
     def _send_one(self, http: HttpClient, secrets: list[str], message: Message) -> Outcome:
         if not message.to:
-            return Outcome.failed(message.delivery_id, PERMANENT, "recipient has no webhook URL")
+            return Outcome.unsent(message.delivery_id, PERMANENT, "recipient has no webhook URL")
         try:
             body = json.dumps(payload_of(message), separators=(",", ":"), ensure_ascii=False)
         except (TypeError, ValueError) as exc:
-            return Outcome.failed(message.delivery_id, PERMANENT, f"payload is not JSON: {exc}")
+            return Outcome.unsent(message.delivery_id, PERMANENT, f"payload is not JSON: {exc}")
         encoded = body.encode()
         # Wall-clock time, not notifications.clock: receivers compare it with their own clock.
         timestamp = int(time.time())

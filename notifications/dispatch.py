@@ -37,7 +37,7 @@ RATE_LIMITED = "rate limited"
 # How long a batch waits when its provider's send rate cannot be read: past the broker's
 # countdowns, so it is parked in PostgreSQL while Redis is away.
 RATE_UNKNOWN_WAIT_SECONDS = 30.0
-# What never left for the provider: its send-rate tokens are given back.
+# Messages Clarion did not send (cut short, or never tried): retried as transient failures.
 NOT_SENT = "not sent"
 # The soft time limit struck: the task stops sending, and says so of what it did not send.
 OUT_OF_TIME = "the task ran out of time"
@@ -58,7 +58,7 @@ class OutOfTime(Exception):
 
 def not_sent(messages: list[Message], reason: str) -> list[Outcome]:
     """Outcomes of messages that never left: retried as any transient failure is."""
-    return [Outcome.failed(m.delivery_id, TRANSIENT, f"{NOT_SENT}: {reason}") for m in messages]
+    return [Outcome.unsent(m.delivery_id, TRANSIENT, f"{NOT_SENT}: {reason}") for m in messages]
 
 
 def dispatch(
@@ -74,7 +74,7 @@ def dispatch(
         # Nothing was sent, and its breaker counts nothing (a half-open one keeps its probe
         # for a batch that can go): each message goes to its next hop, or fails with none.
         return [
-            Outcome.failed(m.delivery_id, PERMANENT, f"provider {provider_name}: {exc!r}")
+            Outcome.unsent(m.delivery_id, PERMANENT, f"provider {provider_name}: {exc!r}")
             for m in messages
         ]
     admission = _admit(provider_name)
@@ -83,10 +83,17 @@ def dispatch(
     # Half-open: one message is the probe; the rest of the batch goes elsewhere.
     allowed = messages[:1] if admission is breaker.Admission.PROBE else messages
     refused = messages[len(allowed) :]
-    grant = _acquire(provider_name, len(allowed))
+    try:
+        grant = _acquire(provider_name, len(allowed))
+    except SoftTimeLimitExceeded as exc:
+        # Struck while waiting for the send rate: nothing was sent, and the tokens taken so
+        # far went back (channels/ratelimit.py). A half-open breaker's probe is freed.
+        _count(provider_name, admission, ok=0, failed=0)
+        refusals = [_circuit_open(provider_name, m) for m in refused]
+        raise OutOfTime(not_sent(allowed, OUT_OF_TIME) + refusals) from exc
     now, later = allowed[: grant.granted], allowed[grant.granted :]
     held_back = [_circuit_open(provider_name, m) for m in refused] + [
-        Outcome.failed(
+        Outcome.unsent(
             m.delivery_id,
             TRANSIENT,
             f"{RATE_LIMITED}: {provider_name} is at its send rate",
@@ -106,8 +113,9 @@ def dispatch(
     answered = [o for o in outcomes if not o.error.startswith(JOURNAL_LOST)]
     failed = sum(1 for o in answered if o.error_kind in (TRANSIENT, AMBIGUOUS))
     try:
-        _give_back(provider_name, outcomes)
+        # The breaker first: a half-open probe must be settled even if time runs out here.
         _count(provider_name, admission, ok=len(answered) - failed, failed=failed)
+        _give_back(provider_name, outcomes)
     except SoftTimeLimitExceeded as exc:
         raise OutOfTime(outcomes + held_back) from exc  # sent: the outcomes must be kept
     return outcomes + held_back
@@ -130,8 +138,11 @@ def _acquire(provider_name: str, want: int) -> ratelimit.Grant:
 
 
 def _give_back(provider_name: str, outcomes: list[Outcome]) -> None:
-    """Return the send-rate tokens of the messages that never left (cut short, given back)."""
-    unsent = sum(1 for o in outcomes if o.error.startswith((NOT_SENT, JOURNAL_LOST)))
+    """Return the send-rate tokens of the granted messages that never reached the provider.
+
+    ``outcomes`` are those of the messages tokens were taken for, and only those.
+    """
+    unsent = sum(1 for o in outcomes if not o.reached_provider)
     try:
         ratelimit.give_back(provider_name, unsent)
     except redis.RedisError:
@@ -150,7 +161,7 @@ def _count(provider_name: str, admission: breaker.Admission, ok: int, failed: in
 
 def _circuit_open(provider_name: str, message: Message) -> Outcome:
     # Where no backup takes it, it waits for the breaker's next probe (notifications/outcomes.py).
-    return Outcome.failed(
+    return Outcome.unsent(
         message.delivery_id,
         TRANSIENT,
         f"{CIRCUIT_OPEN}: {provider_name}",

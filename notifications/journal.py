@@ -139,7 +139,7 @@ def _given_back(ids: list[int], outcomes: Iterator[Outcome]) -> Iterator[Outcome
     if close is not None:
         close()  # a provider's stream sends nothing more (and closes its connection)
     for delivery_id in ids:
-        yield Outcome.failed(
+        yield Outcome.unsent(
             delivery_id,
             TRANSIENT,
             f"{JOURNAL_LOST}: not sent, so that a crash cannot resend it unflagged",

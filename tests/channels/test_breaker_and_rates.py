@@ -290,3 +290,96 @@ def test_tokens_given_back_never_fill_the_bucket_past_its_burst(settings):
     ratelimit.give_back(esp, 3)
 
     assert ratelimit.take(esp, 10).granted == 4
+
+
+def test_an_smtp_server_that_cannot_be_reached_costs_no_send_rate(settings, batch_of_five):
+    from channels.registry import reset
+    from notifications.dispatch import dispatch
+    from tests.support.ports import free_port
+
+    esp = fresh_provider(settings, rate=0.001, burst=10)
+    settings.PROVIDERS[esp] |= {
+        "backend": "channels.email.EmailProvider",
+        "channel": "email",
+        "options": {
+            "backend": "django.core.mail.backends.smtp.EmailBackend",
+            "connection_options": {"host": "127.0.0.1", "port": free_port(), "timeout": 2},
+        },
+    }
+    reset()
+    try:
+        outcomes = dispatch(esp, batch_of_five)
+    finally:
+        reset()
+
+    assert all(o.error.startswith("connect:") for o in outcomes)
+    assert not any(o.reached_provider for o in outcomes)
+    assert ratelimit.take(esp, 10).granted == 10
+
+
+class NeverCalled:
+    def send_each(self, messages):
+        raise AssertionError("nothing may be sent once the task is out of time")
+
+
+def test_time_running_out_while_waiting_for_the_send_rate_gives_the_tokens_back(
+    settings, monkeypatch, batch_of_five
+):
+    from notifications import dispatch
+
+    esp = fresh_provider(settings, rate=0.001, burst=2)
+    settings.RATE_LIMIT_MAX_WAIT_SECONDS = 3600
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: NeverCalled())
+    monkeypatch.setattr(ratelimit.time, "sleep", _soft_time_limit)
+
+    with pytest.raises(dispatch.OutOfTime) as cut:
+        dispatch.dispatch(esp, batch_of_five)
+
+    # All five are retried as never tried, and the two tokens granted before the wait are back.
+    assert [o.error for o in cut.value.outcomes] == [dispatch.OUT_OF_TIME_NOT_SENT] * 5
+    assert ratelimit.take(esp, 10).granted == 2
+
+
+def test_time_running_out_while_waiting_for_the_send_rate_frees_a_half_open_probe(
+    limits, settings, monkeypatch, batch_of_five
+):
+    from notifications import dispatch
+
+    esp = fresh_provider(settings, rate=0.001, burst=1)
+    ratelimit.take(esp, 1)  # the bucket is empty: the probe has to wait for a token
+    settings.RATE_LIMIT_MAX_WAIT_SECONDS = 3600
+    breaker.record(esp, Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: NeverCalled())
+    monkeypatch.setattr(ratelimit.time, "sleep", _soft_time_limit)
+
+    with pytest.raises(dispatch.OutOfTime) as cut:
+        dispatch.dispatch(esp, batch_of_five)
+
+    # The probe is retried as never tried; its batch-mates go where an open circuit sends them.
+    errors = [o.error for o in cut.value.outcomes]
+    assert errors[0] == dispatch.OUT_OF_TIME_NOT_SENT
+    assert all(e.startswith(dispatch.CIRCUIT_OPEN) for e in errors[1:]) and len(errors) == 5
+    assert breaker.admit(esp) is Admission.PROBE  # the next batch probes, without waiting
+
+
+def test_time_running_out_while_giving_tokens_back_still_settles_the_breaker(
+    limits, settings, monkeypatch, batch_of_five
+):
+    from notifications import dispatch
+
+    esp = fresh_provider(settings, rate=0.001, burst=10)
+    breaker.record(esp, Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: FirstThenFails(None))
+    monkeypatch.setattr(ratelimit, "give_back", _soft_time_limit)
+
+    with pytest.raises(dispatch.OutOfTime) as cut:
+        dispatch.dispatch(esp, batch_of_five)
+
+    assert cut.value.outcomes[0].sent  # the probe went, and its outcome is kept
+    assert breaker.state(esp).state == "closed"
+
+
+def _soft_time_limit(*args):
+    raise SoftTimeLimitExceeded()
