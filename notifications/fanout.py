@@ -187,16 +187,19 @@ def copy_deliveries(rows: Iterable[dict[str, Any]]) -> int:
     fields = [f for f in Delivery._meta.concrete_fields if not f.primary_key]
     fresh = Delivery()
     defaults = [f.get_db_prep_save(getattr(fresh, f.attname), connection) for f in fields]
-    names = [f.attname for f in fields]
+    position = {f.attname: index for index, f in enumerate(fields)}
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     table = connection.ops.quote_name(Delivery._meta.db_table)
     count = 0
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
+                # A copy of the defaults with the row's own values set: a row names about
+                # half the columns, so this is half the work of asking it for each.
+                values = defaults.copy()
+                for name, value in row.items():
+                    values[position[name]] = value
                 # Every value here is plain (ids, text, datetimes): psycopg adapts it as is.
-                copy.write_row(
-                    [row.get(name, default) for name, default in zip(names, defaults, strict=True)]
-                )
+                copy.write_row(values)
                 count += 1
     return count
