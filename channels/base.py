@@ -42,8 +42,9 @@ class Outcome:
     provider_message_id: str = ""
     error: str = ""
     retry_after: float | None = None
-    # False when the failure came before the message was handed to the provider (not
-    # connected, given back, not configured): its send-rate token is returned.
+    # False when it failed before anything was handed to the provider (not connected, given
+    # back, refused by Clarion itself). The dispatcher returns the send-rate tokens of such
+    # outcomes among the messages it took tokens for.
     reached_provider: bool = True
 
     @property
@@ -56,21 +57,20 @@ class Outcome:
 
     @classmethod
     def failed(
-        cls, delivery_id: int, kind: str, error: str, retry_after: float | None = None
+        cls,
+        delivery_id: int,
+        kind: str,
+        error: str,
+        retry_after: float | None = None,
+        *,
+        reached_provider: bool = True,
     ) -> Outcome:
-        return cls(delivery_id, error_kind=kind, error=error[:2000], retry_after=retry_after)
-
-    @classmethod
-    def unsent(
-        cls, delivery_id: int, kind: str, error: str, retry_after: float | None = None
-    ) -> Outcome:
-        """A failure before anything was handed to the provider."""
         return cls(
             delivery_id,
             error_kind=kind,
             error=error[:2000],
             retry_after=retry_after,
-            reached_provider=False,
+            reached_provider=reached_provider,
         )
 
 

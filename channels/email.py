@@ -108,7 +108,9 @@ class EmailProvider:
         except (OSError, smtplib.SMTPException, AnymailError, ImproperlyConfigured) as exc:
             # Nothing left the machine: every message can be retried or sent elsewhere.
             for m in messages:
-                yield Outcome.unsent(m.delivery_id, TRANSIENT, f"connect: {exc}")
+                yield Outcome.failed(
+                    m.delivery_id, TRANSIENT, f"connect: {exc}", reached_provider=False
+                )
             return
         try:
             for index, message in enumerate(messages):
@@ -116,7 +118,9 @@ class EmailProvider:
                 yield outcome
                 if outcome.error_kind and _lost(connection) and not _reopen(connection):
                     for m in messages[index + 1 :]:
-                        yield Outcome.unsent(m.delivery_id, TRANSIENT, "connection lost")
+                        yield Outcome.failed(
+                            m.delivery_id, TRANSIENT, "connection lost", reached_provider=False
+                        )
                     break
         finally:
             try:
@@ -144,7 +148,9 @@ class EmailProvider:
             return anymail_outcome(delivery_id, exc)
         except ValueError as exc:
             # Django refuses addresses and headers it cannot encode (line breaks, bad syntax).
-            return Outcome.unsent(delivery_id, PERMANENT, f"invalid message: {exc}")
+            return Outcome.failed(
+                delivery_id, PERMANENT, f"invalid message: {exc}", reached_provider=False
+            )
         status = getattr(email, "anymail_status", None)
         statuses = getattr(status, "status", None) or set()
         if statuses and statuses <= REFUSED_STATUSES:
@@ -159,18 +165,16 @@ def anymail_outcome(delivery_id: int, exc: AnymailError) -> Outcome:
     """An ESP error by kind: refused or malformed is permanent, 429/5xx transient, else by cause."""
     text = str(exc)[:2000]
     if isinstance(
-        exc,
-        (
-            AnymailRecipientsRefused,
-            AnymailInvalidAddress,
-            AnymailUnsupportedFeature,
-            AnymailSerializationError,
-        ),
+        exc, (AnymailInvalidAddress, AnymailUnsupportedFeature, AnymailSerializationError)
     ):
+        # Refused by the backend while building its API call: nothing was posted.
+        return Outcome.failed(delivery_id, PERMANENT, text, reached_provider=False)
+    if isinstance(exc, AnymailRecipientsRefused):
         return Outcome.failed(delivery_id, PERMANENT, text)
     cause = exc.__cause__
     if isinstance(cause, requests.RequestException) and exc.status_code is None:
-        return Outcome.failed(delivery_id, error_for_exception(cause).kind, text)
+        error = error_for_exception(cause)
+        return Outcome.failed(delivery_id, error.kind, text, reached_provider=error.sent)
     status = exc.status_code
     if isinstance(exc, AnymailAPIError) and status is not None:
         if status == 429 or status >= 500:

@@ -57,7 +57,11 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class HttpError(Exception):
-    """A request that got no usable answer, with its kind (transient, ambiguous, permanent)."""
+    """A request that got no usable answer, with its kind (transient, ambiguous, permanent).
+
+    ``sent`` is False when the request certainly never left (refused, unresolved or guarded
+    address, bad URL, no connection or TLS handshake).
+    """
 
     def __init__(
         self,
@@ -66,18 +70,20 @@ class HttpError(Exception):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        sent: bool = True,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.retry_after = retry_after
+        self.sent = sent
 
 
 class BlockedAddress(HttpError):
     """The target resolves to an address outbound requests may not reach."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(PERMANENT, message)
+        super().__init__(PERMANENT, message, sent=False)
 
 
 @dataclass(frozen=True)
@@ -327,19 +333,19 @@ def error_for_exception(exc: requests.RequestException) -> HttpError:
     """The kind of a request that failed before a status line came back."""
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, requests.ConnectTimeout):
-        return HttpError(TRANSIENT, text)
+        return HttpError(TRANSIENT, text, sent=False)
     if isinstance(exc, requests.ReadTimeout):
         # The request was sent; the receiver may have acted on it.
         return HttpError(AMBIGUOUS, text)
     if isinstance(exc, requests.exceptions.SSLError):
         # Handshake or certificate: nothing was sent. (One while reading the answer comes as
         # a dropped connection, see _AnswerDeadlineMixin.)
-        return HttpError(TRANSIENT, text)
+        return HttpError(TRANSIENT, text, sent=False)
     if isinstance(exc, requests.ConnectionError):
         reason = exc.args[0] if exc.args else None
         reason = getattr(reason, "reason", reason)
         if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
-            return HttpError(TRANSIENT, text)
+            return HttpError(TRANSIENT, text, sent=False)
         return HttpError(AMBIGUOUS, text)
     bad_url = (
         requests.exceptions.InvalidURL,
@@ -347,7 +353,7 @@ def error_for_exception(exc: requests.RequestException) -> HttpError:
         requests.exceptions.MissingSchema,
     )
     if isinstance(exc, bad_url):
-        return HttpError(PERMANENT, text)
+        return HttpError(PERMANENT, text, sent=False)
     return HttpError(AMBIGUOUS, text)
 
 
@@ -383,9 +389,9 @@ class HttpClient:
         try:
             scheme = urlsplit(url).scheme
         except ValueError as exc:
-            raise HttpError(PERMANENT, f"bad URL: {exc}") from exc
+            raise HttpError(PERMANENT, f"bad URL: {exc}", sent=False) from exc
         if scheme not in ("http", "https"):
-            raise HttpError(PERMANENT, f"unsupported URL scheme {scheme!r}")
+            raise HttpError(PERMANENT, f"unsupported URL scheme {scheme!r}", sent=False)
         kwargs.setdefault("timeout", self.timeout)
         try:
             response = self.session.request(
@@ -395,7 +401,7 @@ class HttpClient:
             raise error_for_exception(exc) from exc
         except ValueError as exc:
             # urllib3 rejects some malformed URLs itself (requests' InvalidURL is caught above).
-            raise HttpError(PERMANENT, f"bad URL: {exc}") from exc
+            raise HttpError(PERMANENT, f"bad URL: {exc}", sent=False) from exc
         with response:
             body = _read_limited(response)
         return HttpResponse(response.status_code, response.headers, body)

@@ -9,13 +9,15 @@ Redis and one machine: it sends without a limit.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from functools import cache
 
 import redis
 from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 # Refill by elapsed time, grant what is there (at most ``want``), and say how long until the
 # rest would be there. Redis's TIME keeps workers on different machines on one clock.
@@ -118,8 +120,10 @@ def acquire(provider: str, want: int) -> Grant:
             granted += got.granted
     except BaseException:
         # Cut short while waiting (the task's soft time limit, Redis lost): nothing was sent
-        # with what was taken, so it goes back if it can.
-        with contextlib.suppress(redis.RedisError):
+        # with what was taken, so it goes back if it can. The first error is the one raised.
+        try:
             give_back(provider, granted)
+        except Exception:  # noqa: BLE001
+            log.warning("send rate of %s: %d tokens not given back", provider, granted)
         raise
     return Grant(granted, 0.0 if granted == want else got.wait_seconds)

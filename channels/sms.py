@@ -120,7 +120,7 @@ class TwilioProvider:
         ):
             error = "Twilio is not configured (account SID, auth token, from number)"
             for m in messages:
-                yield Outcome.unsent(m.delivery_id, PERMANENT, error)
+                yield Outcome.failed(m.delivery_id, PERMANENT, error, reached_provider=False)
             return
         # The Twilio API is the operator's configured endpoint, not a user-supplied URL: no
         # address guard. One connection pool for the batch.
@@ -142,11 +142,22 @@ class TwilioProvider:
 
     def _send_one(self, client: Client, transport: TwilioTransport, message: Message) -> Outcome:
         if not message.to:
-            return Outcome.unsent(message.delivery_id, PERMANENT, "recipient has no phone number")
+            return Outcome.failed(
+                message.delivery_id,
+                PERMANENT,
+                "recipient has no phone number",
+                reached_provider=False,
+            )
         try:
             sent = client.messages.create(**self.params_for(message))
         except HttpError as exc:
-            return Outcome.failed(message.delivery_id, exc.kind, str(exc), exc.retry_after)
+            return Outcome.failed(
+                message.delivery_id,
+                exc.kind,
+                str(exc),
+                exc.retry_after,
+                reached_provider=exc.sent,
+            )
         except TwilioException as exc:
             status, code = getattr(exc, "status", None), getattr(exc, "code", None)
             kind = twilio_error_kind(status, code)

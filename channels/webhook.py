@@ -80,11 +80,21 @@ class WebhookProvider:
 
     def _send_one(self, http: HttpClient, secrets: list[str], message: Message) -> Outcome:
         if not message.to:
-            return Outcome.unsent(message.delivery_id, PERMANENT, "recipient has no webhook URL")
+            return Outcome.failed(
+                message.delivery_id,
+                PERMANENT,
+                "recipient has no webhook URL",
+                reached_provider=False,
+            )
         try:
             body = json.dumps(payload_of(message), separators=(",", ":"), ensure_ascii=False)
         except (TypeError, ValueError) as exc:
-            return Outcome.unsent(message.delivery_id, PERMANENT, f"payload is not JSON: {exc}")
+            return Outcome.failed(
+                message.delivery_id,
+                PERMANENT,
+                f"payload is not JSON: {exc}",
+                reached_provider=False,
+            )
         encoded = body.encode()
         # Wall-clock time, not notifications.clock: receivers compare it with their own clock.
         timestamp = int(time.time())
@@ -98,7 +108,13 @@ class WebhookProvider:
         try:
             response = http.post(message.to, data=encoded, headers=headers)
         except HttpError as exc:
-            return Outcome.failed(message.delivery_id, exc.kind, str(exc), exc.retry_after)
+            return Outcome.failed(
+                message.delivery_id,
+                exc.kind,
+                str(exc),
+                exc.retry_after,
+                reached_provider=exc.sent,
+            )
         error = status_error(response)
         if error is not None:
             return Outcome.failed(message.delivery_id, error.kind, str(error), error.retry_after)

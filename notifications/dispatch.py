@@ -58,7 +58,10 @@ class OutOfTime(Exception):
 
 def not_sent(messages: list[Message], reason: str) -> list[Outcome]:
     """Outcomes of messages that never left: retried as any transient failure is."""
-    return [Outcome.unsent(m.delivery_id, TRANSIENT, f"{NOT_SENT}: {reason}") for m in messages]
+    return [
+        Outcome.failed(m.delivery_id, TRANSIENT, f"{NOT_SENT}: {reason}", reached_provider=False)
+        for m in messages
+    ]
 
 
 def dispatch(
@@ -74,10 +77,19 @@ def dispatch(
         # Nothing was sent, and its breaker counts nothing (a half-open one keeps its probe
         # for a batch that can go): each message goes to its next hop, or fails with none.
         return [
-            Outcome.unsent(m.delivery_id, PERMANENT, f"provider {provider_name}: {exc!r}")
+            Outcome.failed(
+                m.delivery_id,
+                PERMANENT,
+                f"provider {provider_name}: {exc!r}",
+                reached_provider=False,
+            )
             for m in messages
         ]
-    admission = _admit(provider_name)
+    try:
+        admission = _admit(provider_name)
+    except SoftTimeLimitExceeded as exc:
+        # Nothing was sent. (A probe lock taken just as time ran out stays to its timeout.)
+        raise OutOfTime(not_sent(messages, OUT_OF_TIME)) from exc
     if admission is breaker.Admission.NONE:
         return [_circuit_open(provider_name, m) for m in messages]
     # Half-open: one message is the probe; the rest of the batch goes elsewhere.
@@ -93,11 +105,12 @@ def dispatch(
         raise OutOfTime(not_sent(allowed, OUT_OF_TIME) + refusals) from exc
     now, later = allowed[: grant.granted], allowed[grant.granted :]
     held_back = [_circuit_open(provider_name, m) for m in refused] + [
-        Outcome.unsent(
+        Outcome.failed(
             m.delivery_id,
             TRANSIENT,
             f"{RATE_LIMITED}: {provider_name} is at its send rate",
             retry_after=grant.wait_seconds,
+            reached_provider=False,
         )
         for m in later
     ]
@@ -106,19 +119,29 @@ def dispatch(
     except OutOfTime as cut:
         # What went counts; nothing failed. A half-open breaker's probe is freed either way.
         _count(provider_name, admission, ok=sum(o.sent for o in cut.outcomes), failed=0)
-        _give_back(provider_name, cut.outcomes)
+        _give_back(provider_name, cut.outcomes)  # before held_back joins: it took no tokens
         cut.outcomes += held_back
         raise
-    # What the provider answered: messages given back unsent (journal lost) never reached it.
-    answered = [o for o in outcomes if not o.error.startswith(JOURNAL_LOST)]
-    failed = sum(1 for o in answered if o.error_kind in (TRANSIENT, AMBIGUOUS))
+    failed = sum(1 for o in outcomes if _provider_failed(o))
+    # A success is what the provider took or refused: not what Clarion held back or refused
+    # itself before sending (no address, say), which says nothing of the provider's health.
+    ok = sum(1 for o in outcomes if o.reached_provider and o.error_kind in ("", PERMANENT))
     try:
-        # The breaker first: a half-open probe must be settled even if time runs out here.
-        _count(provider_name, admission, ok=len(answered) - failed, failed=failed)
-        _give_back(provider_name, outcomes)
+        try:
+            _count(provider_name, admission, ok=ok, failed=failed)
+        finally:
+            _give_back(provider_name, outcomes)  # even when time runs out in the count
     except SoftTimeLimitExceeded as exc:
         raise OutOfTime(outcomes + held_back) from exc  # sent: the outcomes must be kept
     return outcomes + held_back
+
+
+def _provider_failed(outcome: Outcome) -> bool:
+    """Whether an outcome counts against the provider's breaker: a transient or ambiguous
+    failure, but not a message given back because the send journal was lost."""
+    return outcome.error_kind in (TRANSIENT, AMBIGUOUS) and not outcome.error.startswith(
+        JOURNAL_LOST
+    )
 
 
 def _admit(provider_name: str) -> breaker.Admission:
@@ -161,11 +184,12 @@ def _count(provider_name: str, admission: breaker.Admission, ok: int, failed: in
 
 def _circuit_open(provider_name: str, message: Message) -> Outcome:
     # Where no backup takes it, it waits for the breaker's next probe (notifications/outcomes.py).
-    return Outcome.unsent(
+    return Outcome.failed(
         message.delivery_id,
         TRANSIENT,
         f"{CIRCUIT_OPEN}: {provider_name}",
         retry_after=breaker.limits(provider_name).open_seconds,
+        reached_provider=False,
     )
 
 

@@ -139,11 +139,12 @@ def _given_back(ids: list[int], outcomes: Iterator[Outcome]) -> Iterator[Outcome
     if close is not None:
         close()  # a provider's stream sends nothing more (and closes its connection)
     for delivery_id in ids:
-        yield Outcome.unsent(
+        yield Outcome.failed(
             delivery_id,
             TRANSIENT,
             f"{JOURNAL_LOST}: not sent, so that a crash cannot resend it unflagged",
             retry_after=GIVEN_BACK_RETRY_SECONDS,
+            reached_provider=False,
         )
 
 

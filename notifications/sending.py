@@ -15,11 +15,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.db.models import F
 
-from channels.base import PERMANENT, Message, Outcome
+from channels.base import PERMANENT, TRANSIENT, Message, Outcome
 from preferences.eligibility import decide
 
 from . import clock, outcomes
-from .dispatch import OUT_OF_TIME, OutOfTime, dispatch, not_sent
+from .dispatch import OUT_OF_TIME, OUT_OF_TIME_NOT_SENT, OutOfTime, dispatch, not_sent
 from .journal import SendJournal
 from .messages import (
     BUILD_FAILED,
@@ -90,16 +90,22 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
     builder = MessageBuilder()
     results: list[Outcome] = []
     by_provider: dict[str, list[Message]] = defaultdict(list)
-    for delivery in deliveries:
+    out_of_time = False
+    for index, delivery in enumerate(deliveries):
         try:
             message, version = builder.build(delivery)
         except (NoTemplate, BadPayload, jinja2.TemplateError) as exc:
             results.append(Outcome.failed(delivery.id, PERMANENT, f"{RENDER_FAILED}{exc}"))
             continue
         except SoftTimeLimitExceeded:
-            # The task ran out of time, not this message: the batch stays claimed and the
-            # sweeper sends each of it again alone (notifications/recovery.py).
-            raise
+            # The task ran out of time, not this message, and nothing has been sent yet: the
+            # whole batch is recorded as never tried, retried without spending an attempt.
+            results.extend(
+                Outcome.failed(d.id, TRANSIENT, OUT_OF_TIME_NOT_SENT, reached_provider=False)
+                for d in deliveries[index:]
+            )
+            out_of_time = True
+            break
         except Exception as exc:  # noqa: BLE001 - one message must not take its batch down
             # Unforeseen (data nested past the recursion limit, say): left to raise, it would
             # leave the whole batch in sending, claimed again and again by the sweeper.
@@ -109,7 +115,6 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
         delivery.template_version = version
         delivery.summary = summary_of(message.content)
         by_provider[delivery.provider].append(message)
-    out_of_time = False
     for provider, messages in by_provider.items():
         if out_of_time:
             results.extend(not_sent(messages, OUT_OF_TIME))
@@ -122,8 +127,9 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
             results.extend(cut.outcomes)
             out_of_time = True
         except SoftTimeLimitExceeded:
-            # Struck where this group's outcomes are unknown (a breaker or send-rate call):
-            # it stays claimed, and the sweeper settles it from the send journal.
+            # Struck where this group's outcomes are unknown (dispatch turns the strikes it
+            # foresees into OutOfTime): it stays claimed, and the sweeper settles it from the
+            # send journal.
             out_of_time = True
     outcomes.record({d.id: d for d in deliveries}, results)
 

@@ -363,6 +363,23 @@ def test_time_running_out_while_waiting_for_the_send_rate_frees_a_half_open_prob
     assert breaker.admit(esp) is Admission.PROBE  # the next batch probes, without waiting
 
 
+class Unreachable:
+    """Answers every message as a provider's own code does when it cannot connect."""
+
+    def __init__(self, kind=None):
+        from channels.base import TRANSIENT
+
+        self.kind = kind or TRANSIENT
+
+    def send_each(self, messages):
+        from channels.base import Outcome
+
+        for m in messages:
+            yield Outcome.failed(
+                m.delivery_id, self.kind, "connect: refused", reached_provider=False
+            )
+
+
 def test_time_running_out_while_giving_tokens_back_still_settles_the_breaker(
     limits, settings, monkeypatch, batch_of_five
 ):
@@ -371,15 +388,49 @@ def test_time_running_out_while_giving_tokens_back_still_settles_the_breaker(
     esp = fresh_provider(settings, rate=0.001, burst=10)
     breaker.record(esp, Admission.ALL, ok=0, failed=4)
     clock.advance(31)
-    monkeypatch.setattr(dispatch, "get_provider", lambda name: FirstThenFails(None))
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: Unreachable())
     monkeypatch.setattr(ratelimit, "give_back", _soft_time_limit)
 
     with pytest.raises(dispatch.OutOfTime) as cut:
         dispatch.dispatch(esp, batch_of_five)
 
-    assert cut.value.outcomes[0].sent  # the probe went, and its outcome is kept
-    assert breaker.state(esp).state == "closed"
+    assert cut.value.outcomes[0].error == "connect: refused"  # the probe's outcome is kept
+    assert breaker.state(esp).state == "open"  # and its failure counted
 
 
-def _soft_time_limit(*args):
+def test_time_running_out_while_the_breaker_counts_still_gives_the_tokens_back(
+    settings, monkeypatch, batch_of_five
+):
+    from notifications import dispatch
+
+    esp = fresh_provider(settings, rate=0.001, burst=10)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: Unreachable())
+    monkeypatch.setattr(breaker, "record", _soft_time_limit)
+
+    with pytest.raises(dispatch.OutOfTime) as cut:
+        dispatch.dispatch(esp, batch_of_five)
+
+    assert len(cut.value.outcomes) == 5
+    assert ratelimit.take(esp, 10).granted == 10
+
+
+def test_a_probe_clarion_refused_before_sending_leaves_the_breaker_half_open(
+    limits, settings, monkeypatch, batch_of_five
+):
+    from channels.base import PERMANENT
+    from notifications import dispatch
+
+    esp = fresh_provider(settings, rate=100, burst=10)
+    breaker.record(esp, Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    # No phone number, say: refused by the adapter itself, so no verdict on the provider.
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: Unreachable(PERMANENT))
+
+    dispatch.dispatch(esp, batch_of_five)
+
+    assert breaker.state(esp).state == "half-open"
+    assert breaker.admit(esp) is Admission.PROBE
+
+
+def _soft_time_limit(*args, **kwargs):
     raise SoftTimeLimitExceeded()

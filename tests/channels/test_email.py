@@ -115,12 +115,14 @@ def test_connection_refused_is_transient_for_the_whole_batch(settings):
     settings.EMAIL_PORT = free_port()
     outcomes = provider().send_batch([mail(1, "a@example.com"), mail(2, "b@example.com")])
     assert [o.error_kind for o in outcomes] == [TRANSIENT, TRANSIENT]
+    assert not any(o.reached_provider for o in outcomes)
 
 
 def test_an_address_django_cannot_encode_is_permanent(picky_smtp):
     [outcome] = provider().send_batch([mail(1, "ada@example.com\nBcc: eve@example.com")])
     assert outcome.error_kind == PERMANENT
     assert picky_smtp.inbox.messages == []
+    assert not outcome.reached_provider
 
 
 # --- anymail: a real ESP backend (Postmark) against a fake Postmark API on loopback ----------
@@ -189,6 +191,7 @@ def test_anymail_connection_refused_is_transient(settings):
     }
     [outcome] = provider(backend=POSTMARK).send_batch([mail(1, "ada@example.com")])
     assert outcome.error_kind == TRANSIENT
+    assert not outcome.reached_provider
 
 
 def test_anymail_read_timeout_is_ambiguous(postmark, settings):

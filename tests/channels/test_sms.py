@@ -115,9 +115,18 @@ def test_stop_reason_is_named_in_the_error(twilio, http_server):
     assert "unsubscribed" in outcome.error
 
 
+def test_what_is_refused_before_calling_twilio_never_reached_it(http_server):
+    (no_number,) = provider(http_server.url).send_batch([sms(to="")])
+    (unconfigured,) = provider(http_server.url, from_number="").send_batch([sms()])
+    assert (no_number.error_kind, unconfigured.error_kind) == (PERMANENT, PERMANENT)
+    assert not no_number.reached_provider and not unconfigured.reached_provider
+    assert http_server.requests == []
+
+
 def test_connection_refused_is_transient():
     [outcome] = provider(f"http://127.0.0.1:{free_port()}").send_batch([sms()])
     assert outcome.error_kind == TRANSIENT
+    assert not outcome.reached_provider  # its send-rate token goes back
 
 
 def test_read_timeout_is_ambiguous(http_server):
@@ -128,6 +137,7 @@ def test_read_timeout_is_ambiguous(http_server):
     finally:
         gate.set()
     assert outcome.error_kind == AMBIGUOUS
+    assert outcome.reached_provider
 
 
 def test_an_unreadable_success_is_ambiguous(http_server):

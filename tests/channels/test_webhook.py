@@ -134,6 +134,7 @@ def test_private_targets_are_refused_when_loopback_is_not_allowed(
     assert outcome.error_kind == PERMANENT
     assert "not allowed" in outcome.error
     assert http_server.requests == []
+    assert not outcome.reached_provider
 
 
 def test_a_name_resolving_to_a_private_address_is_refused(provider, settings, monkeypatch):
@@ -174,6 +175,7 @@ def test_statuses_map_to_kinds(provider, http_server, status, headers, kind, ret
     [outcome] = provider.send_batch([message(f"{http_server.url}/hook")])
     assert (outcome.error_kind, outcome.retry_after) == (kind, retry_after)
     assert str(status) in outcome.error
+    assert outcome.reached_provider
 
 
 def test_retry_after_as_an_http_date(provider, http_server):
@@ -187,6 +189,7 @@ def test_retry_after_as_an_http_date(provider, http_server):
 def test_connection_refused_is_transient(provider):
     [outcome] = provider.send_batch([message(f"http://127.0.0.1:{free_port()}/hook")])
     assert outcome.error_kind == TRANSIENT
+    assert not outcome.reached_provider  # its send-rate token goes back
 
 
 def test_read_timeout_after_sending_is_ambiguous(settings, http_server):
@@ -199,6 +202,7 @@ def test_read_timeout_after_sending_is_ambiguous(settings, http_server):
     finally:
         gate.set()
     assert outcome.error_kind == AMBIGUOUS
+    assert outcome.reached_provider
     assert len(http_server.requests) == 1
 
 
@@ -206,6 +210,7 @@ def test_missing_url_and_bad_payload_are_permanent(provider):
     no_url, bad = provider.send_batch([message("", 1), message("http://x.example", 2, "{nope")])
     assert no_url.error_kind == PERMANENT
     assert bad.error_kind == PERMANENT
+    assert not no_url.reached_provider and not bad.reached_provider
 
 
 def test_payload_authored_as_json_text_is_posted_as_json(provider, http_server):

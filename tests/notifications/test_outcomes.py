@@ -362,14 +362,16 @@ def test_a_failed_test_send_goes_to_a_backup_provider_as_a_test_and_never_to_ano
     assert hops(delivery) == [("email", "email-backup", "failed")]
 
 
-def test_a_task_out_of_time_while_rendering_fails_no_message(monkeypatch):
+def test_a_task_out_of_time_while_rendering_sends_nothing_and_spends_no_attempt(monkeypatch):
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from notifications import messages
+    from notifications import dispatch, messages
     from notifications.sending import send_deliveries
 
     first, unlucky, last = _in_app_batch(3)
     build = messages.MessageBuilder.build
+    provider = SlowProvider("in_app")
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: provider)
 
     def build_until_the_time_limit(self, delivery):
         if delivery.id == unlucky.id:
@@ -377,12 +379,16 @@ def test_a_task_out_of_time_while_rendering_fails_no_message(monkeypatch):
         return build(self, delivery)
 
     monkeypatch.setattr(messages.MessageBuilder, "build", build_until_the_time_limit)
-    with TestCase.captureOnCommitCallbacks(execute=False), pytest.raises(SoftTimeLimitExceeded):
+    with TestCase.captureOnCommitCallbacks(execute=False):
         send_deliveries([first.id, unlucky.id, last.id])
 
-    # Still claimed, none failed: the sweeper puts each back alone, its attempt kept.
-    statuses = Delivery.objects.filter(id__in=[first.id, unlucky.id, last.id])
-    assert set(statuses.values_list("status", flat=True)) == {"sending"}
+    # Recorded at once as never tried, the one built before the strike too: retried, with
+    # no attempt spent, rather than left claimed for the sweeper.
+    assert provider.handed == []
+    found = Delivery.objects.filter(id__in=[first.id, unlucky.id, last.id])
+    assert {(d.status, d.attempts, d.error_message) for d in found} == {
+        ("pending", 0, "not sent: the task ran out of time")
+    }
 
 
 def test_a_message_that_cannot_be_rendered_skips_its_channels_backup_providers():
@@ -584,7 +590,7 @@ def test_out_of_time_while_the_breaker_counts_a_sent_batch_keeps_its_outcomes(
     assert {found[d.id].error_message for d in rows[3:]} == {"not sent: the task ran out of time"}
 
 
-def test_out_of_time_outside_a_provider_call_leaves_only_that_group_to_the_sweeper(
+def test_out_of_time_in_a_breaker_call_records_that_group_as_never_tried(
     in_app_then_sms, monkeypatch
 ):
     from celery.exceptions import SoftTimeLimitExceeded
@@ -605,5 +611,8 @@ def test_out_of_time_outside_a_provider_call_leaves_only_that_group_to_the_sweep
     found = send_all(rows)
 
     assert {found[d.id].status for d in rows[:3]} == {"sent"}  # recorded, never resent
-    assert {found[d.id].status for d in rows[3:]} == {"sending"}  # claimed, for the sweeper
+    # Not sent, so not left claimed for the sweeper: retried, its last attempt not spent.
+    assert {(found[d.id].status, found[d.id].error_message) for d in rows[3:]} == {
+        ("pending", "not sent: the task ran out of time")
+    }
     assert providers["sms"].handed == []
