@@ -172,6 +172,10 @@ def anymail_outcome(delivery_id: int, exc: AnymailError) -> Outcome:
     if isinstance(exc, AnymailRecipientsRefused):
         return Outcome.failed(delivery_id, PERMANENT, text)
     cause = exc.__cause__
+    if isinstance(cause, requests.exceptions.SSLError):
+        # Anymail's own session reads the answer without Clarion's HTTP client: a TLS error
+        # there may come after the request went out, as one in the handshake would not.
+        return Outcome.failed(delivery_id, AMBIGUOUS, text)
     if isinstance(cause, requests.RequestException) and exc.status_code is None:
         error = error_for_exception(cause)
         return Outcome.failed(delivery_id, error.kind, text, reached_provider=error.sent)

@@ -122,11 +122,11 @@ def dispatch(
         _give_back(provider_name, cut.outcomes)  # before held_back joins: it took no tokens
         cut.outcomes += held_back
         raise
-    failed = sum(1 for o in outcomes if _provider_failed(o))
-    # A success is what the provider took or refused: not what Clarion held back or refused
-    # itself before sending (no address, say), which says nothing of the provider's health.
-    ok = sum(1 for o in outcomes if o.reached_provider and o.error_kind in ("", PERMANENT))
     try:
+        failed = sum(1 for o in outcomes if _provider_failed(o))
+        # A success is what the provider took or refused: not what Clarion held back or
+        # refused itself before sending (no address, say), which says nothing of its health.
+        ok = sum(1 for o in outcomes if o.reached_provider and o.error_kind in ("", PERMANENT))
         try:
             _count(provider_name, admission, ok=ok, failed=failed)
         finally:

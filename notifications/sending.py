@@ -94,15 +94,20 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
     for index, delivery in enumerate(deliveries):
         try:
             message, version = builder.build(delivery)
+            summary = summary_of(message.content)
         except (NoTemplate, BadPayload, jinja2.TemplateError) as exc:
             results.append(Outcome.failed(delivery.id, PERMANENT, f"{RENDER_FAILED}{exc}"))
             continue
         except SoftTimeLimitExceeded:
-            # The task ran out of time, not this message, and nothing has been sent yet: the
-            # whole batch is recorded as never tried, retried without spending an attempt.
+            # Nothing has been sent yet: the rest of the batch is recorded as never tried,
+            # retried without spending an attempt. The message being rendered spends one, so
+            # one that always outlasts the limit fails after MAX_ATTEMPTS, not never.
+            # (Recorded within the hard limit's margin; a database call cut short here may
+            # leave the connection unusable, and then the batch falls to the sweeper.)
+            results.append(Outcome.failed(delivery.id, TRANSIENT, f"{RENDER_FAILED}{OUT_OF_TIME}"))
             results.extend(
                 Outcome.failed(d.id, TRANSIENT, OUT_OF_TIME_NOT_SENT, reached_provider=False)
-                for d in deliveries[index:]
+                for d in deliveries[index + 1 :]
             )
             out_of_time = True
             break
@@ -113,7 +118,7 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
             results.append(Outcome.failed(delivery.id, PERMANENT, f"{BUILD_FAILED}{exc!r}"))
             continue
         delivery.template_version = version
-        delivery.summary = summary_of(message.content)
+        delivery.summary = summary
         by_provider[delivery.provider].append(message)
     for provider, messages in by_provider.items():
         if out_of_time:

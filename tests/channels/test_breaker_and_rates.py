@@ -380,22 +380,27 @@ class Unreachable:
             )
 
 
+@pytest.mark.parametrize(
+    ("probe", "verdict"), [(lambda: FirstThenFails(None), "closed"), (Unreachable, "open")]
+)
 def test_time_running_out_while_giving_tokens_back_still_settles_the_breaker(
-    limits, settings, monkeypatch, batch_of_five
+    limits, settings, monkeypatch, batch_of_five, probe, verdict
 ):
     from notifications import dispatch
 
     esp = fresh_provider(settings, rate=0.001, burst=10)
     breaker.record(esp, Admission.ALL, ok=0, failed=4)
     clock.advance(31)
-    monkeypatch.setattr(dispatch, "get_provider", lambda name: Unreachable())
+    provider = probe()
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: provider)
     monkeypatch.setattr(ratelimit, "give_back", _soft_time_limit)
 
     with pytest.raises(dispatch.OutOfTime) as cut:
         dispatch.dispatch(esp, batch_of_five)
 
-    assert cut.value.outcomes[0].error == "connect: refused"  # the probe's outcome is kept
-    assert breaker.state(esp).state == "open"  # and its failure counted
+    answer = next(provider.send_each(batch_of_five[:1]))
+    assert cut.value.outcomes[0] == answer  # the probe's outcome is kept
+    assert breaker.state(esp).state == verdict  # and counted
 
 
 def test_time_running_out_while_the_breaker_counts_still_gives_the_tokens_back(

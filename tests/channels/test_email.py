@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 
 import pytest
+import trustme
 from django.core.mail.utils import DNS_NAME
 
 from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Message
 from channels.email import EmailProvider
+from tests.channels.raw_receivers import one_shot_receiver, tls_then_garbage
 from tests.support.http import ok_json
 from tests.support.ports import free_port
 from tests.support.smtp import SmtpInbox, SmtpServer
@@ -182,6 +185,34 @@ def test_anymail_errors_map_to_kinds(postmark, status, body, headers, kind, retr
     )
     [outcome] = provider(backend=POSTMARK).send_batch([mail(1, "ada@example.com")])
     assert (outcome.error_kind, outcome.retry_after) == (kind, retry_after), outcome
+    assert outcome.reached_provider  # the ESP answered: the send rate was spent
+
+
+def test_an_address_anymail_refuses_to_post_never_reached_the_esp(postmark):
+    [outcome] = provider(backend=POSTMARK).send_batch([mail(1, "ada at example.com")])
+    assert outcome.error_kind == PERMANENT, outcome
+    assert not outcome.reached_provider
+    assert postmark.requests == []
+
+
+def test_anymail_tls_broken_after_the_request_went_out_is_ambiguous(settings, monkeypatch):
+    """Anymail reads the answer with its own session: the ESP may have the message."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with (
+        one_shot_receiver(tls_then_garbage(context)) as (port, received),
+        ca.cert_pem.tempfile() as ca_path,
+    ):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_path)
+        settings.ANYMAIL = {
+            "POSTMARK_SERVER_TOKEN": "pm-token",
+            "POSTMARK_API_URL": f"https://127.0.0.1:{port}/",
+        }
+        [outcome] = provider(backend=POSTMARK).send_batch([mail(1, "ada@example.com")])
+    assert len(received) == 1
+    assert outcome.error_kind == AMBIGUOUS, outcome
+    assert outcome.reached_provider
 
 
 def test_anymail_connection_refused_is_transient(settings):
@@ -203,6 +234,7 @@ def test_anymail_read_timeout_is_ambiguous(postmark, settings):
     finally:
         gate.set()
     assert outcome.error_kind == AMBIGUOUS
+    assert outcome.reached_provider
 
 
 def test_anymail_unreadable_success_is_ambiguous(postmark):

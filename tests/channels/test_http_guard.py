@@ -94,6 +94,7 @@ def test_guarded_client_never_connects_to_refused_targets(http_server, url):
     with HttpClient(policy=STRICT) as client, pytest.raises(BlockedAddress) as refused:
         client.post(url.format(port=http_server.port), json={})
     assert refused.value.kind == PERMANENT
+    assert not refused.value.sent
     assert http_server.requests == []
 
 
@@ -133,6 +134,7 @@ def test_unsupported_schemes_are_permanent_errors():
     with HttpClient(policy=STRICT) as client, pytest.raises(HttpError) as error:
         client.post("file:///etc/passwd")
     assert error.value.kind == PERMANENT
+    assert not error.value.sent
 
 
 def test_dns_failure_is_transient(monkeypatch):
@@ -143,6 +145,7 @@ def test_dns_failure_is_transient(monkeypatch):
     with HttpClient(policy=STRICT) as client, pytest.raises(HttpError) as error:
         client.post("https://nowhere.example/hook", json={})
     assert error.value.kind == TRANSIENT
+    assert not error.value.sent
 
 
 @pytest.mark.parametrize("url", ["http:///no-host", "http://exa mple.com/", "https://[::1/"])
@@ -150,6 +153,7 @@ def test_malformed_urls_are_permanent_errors(url):
     with HttpClient(policy=STRICT) as client, pytest.raises(HttpError) as error:
         client.post(url, json={})
     assert error.value.kind == PERMANENT
+    assert not error.value.sent
 
 
 @pytest.fixture
@@ -182,6 +186,7 @@ def test_tls_to_a_name_the_certificate_does_not_cover_sends_nothing(tls_receiver
     ):
         client.post(f"https://impostor.test:{server.port}/hook", json={}, verify=ca_path)
     assert error.value.kind == TRANSIENT
+    assert not error.value.sent
     assert "certificate" in str(error.value).lower()
     assert server.requests == []
 
@@ -200,4 +205,5 @@ def test_a_tls_error_after_the_request_went_out_is_ambiguous(monkeypatch):
     ):
         client.post(f"https://receiver.test:{port}/hook", json={"a": 1}, verify=ca_path)
     assert error.value.kind == AMBIGUOUS, error.value
+    assert error.value.sent
     assert [request.split(b"\r\n", 1)[0] for request in received] == [b"POST /hook HTTP/1.1"]

@@ -382,13 +382,39 @@ def test_a_task_out_of_time_while_rendering_sends_nothing_and_spends_no_attempt(
     with TestCase.captureOnCommitCallbacks(execute=False):
         send_deliveries([first.id, unlucky.id, last.id])
 
-    # Recorded at once as never tried, the one built before the strike too: retried, with
-    # no attempt spent, rather than left claimed for the sweeper.
+    # Recorded at once rather than left claimed for the sweeper. The others, the one built
+    # before the strike too, are retried as never tried; the one rendering spends its attempt.
     assert provider.handed == []
-    found = Delivery.objects.filter(id__in=[first.id, unlucky.id, last.id])
-    assert {(d.status, d.attempts, d.error_message) for d in found} == {
-        ("pending", 0, "not sent: the task ran out of time")
+    found = {d.id: d for d in Delivery.objects.filter(id__in=[first.id, unlucky.id, last.id])}
+    assert {(found[d.id].status, found[d.id].attempts) for d in (first, last)} == {("pending", 0)}
+    assert {found[d.id].error_message for d in (first, last)} == {
+        "not sent: the task ran out of time"
     }
+    assert (found[unlucky.id].status, found[unlucky.id].attempts) == ("pending", 1)
+    assert found[unlucky.id].error_message == "render: the task ran out of time"
+
+
+def test_a_message_that_always_outlasts_the_time_limit_rendering_fails_in_the_end(
+    monkeypatch, settings
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from notifications import messages
+    from notifications.sending import send_deliveries
+
+    settings.MAX_ATTEMPTS = {**settings.MAX_ATTEMPTS, "in_app": 2}
+    [poison] = _in_app_batch(1)
+
+    def never_in_time(self, delivery):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(messages.MessageBuilder, "build", never_in_time)
+    for _ in range(2):
+        with TestCase.captureOnCommitCallbacks(execute=False):
+            send_deliveries([poison.id])
+
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts) == ("failed", 2)
 
 
 def test_a_message_that_cannot_be_rendered_skips_its_channels_backup_providers():
