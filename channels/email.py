@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import smtplib
+import ssl
 from collections.abc import Iterator
 
 import requests
@@ -161,6 +162,23 @@ class EmailProvider:
         return Outcome.ok(delivery_id, esp_id if isinstance(esp_id, str) and esp_id else _id(email))
 
 
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a certificate check failed somewhere in an exception's chain of causes
+    (requests and urllib3 wrap it in their own errors, as an argument or a reason)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        pending += current.args
+    return False
+
+
 def anymail_outcome(delivery_id: int, exc: AnymailError) -> Outcome:
     """An ESP error by kind: refused or malformed is permanent, 429/5xx transient, else by cause."""
     text = str(exc)[:2000]
@@ -173,8 +191,11 @@ def anymail_outcome(delivery_id: int, exc: AnymailError) -> Outcome:
         return Outcome.failed(delivery_id, PERMANENT, text)
     cause = exc.__cause__
     if isinstance(cause, requests.exceptions.SSLError):
-        # Anymail's own session reads the answer without Clarion's HTTP client: a TLS error
-        # there may come after the request went out, as one in the handshake would not.
+        # Anymail's own session reads the answer without Clarion's HTTP client: its TLS
+        # errors after the request went out look like those of a handshake. Only a
+        # certificate refused is known to have sent nothing (and may go to a backup ESP).
+        if _certificate_refused(cause):
+            return Outcome.failed(delivery_id, TRANSIENT, text, reached_provider=False)
         return Outcome.failed(delivery_id, AMBIGUOUS, text)
     if isinstance(cause, requests.RequestException) and exc.status_code is None:
         error = error_for_exception(cause)

@@ -123,12 +123,8 @@ def dispatch(
         cut.outcomes += held_back
         raise
     try:
-        failed = sum(1 for o in outcomes if _provider_failed(o))
-        # A success is what the provider took or refused: not what Clarion held back or
-        # refused itself before sending (no address, say), which says nothing of its health.
-        ok = sum(1 for o in outcomes if o.reached_provider and o.error_kind in ("", PERMANENT))
         try:
-            _count(provider_name, admission, ok=ok, failed=failed)
+            _count(provider_name, admission, *_verdict(outcomes))
         finally:
             _give_back(provider_name, outcomes)  # even when time runs out in the count
     except SoftTimeLimitExceeded as exc:
@@ -136,12 +132,20 @@ def dispatch(
     return outcomes + held_back
 
 
-def _provider_failed(outcome: Outcome) -> bool:
-    """Whether an outcome counts against the provider's breaker: a transient or ambiguous
-    failure, but not a message given back because the send journal was lost."""
-    return outcome.error_kind in (TRANSIENT, AMBIGUOUS) and not outcome.error.startswith(
-        JOURNAL_LOST
+def _verdict(outcomes: list[Outcome]) -> tuple[int, int]:
+    """(ok, failed) of a batch for its provider's breaker.
+
+    A failure is transient or ambiguous, but not a message given back because the send
+    journal was lost. A success is what the provider took or refused: not what Clarion
+    refused itself before sending (no address, say), which says nothing of its health.
+    """
+    failed = sum(
+        1
+        for o in outcomes
+        if o.error_kind in (TRANSIENT, AMBIGUOUS) and not o.error.startswith(JOURNAL_LOST)
     )
+    ok = sum(1 for o in outcomes if o.reached_provider and o.error_kind in ("", PERMANENT))
+    return ok, failed
 
 
 def _admit(provider_name: str) -> breaker.Admission:

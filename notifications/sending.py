@@ -104,7 +104,16 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
             # one that always outlasts the limit fails after MAX_ATTEMPTS, not never.
             # (Recorded within the hard limit's margin; a database call cut short here may
             # leave the connection unusable, and then the batch falls to the sweeper.)
-            results.append(Outcome.failed(delivery.id, TRANSIENT, f"{RENDER_FAILED}{OUT_OF_TIME}"))
+            # Not RENDER_FAILED: the template is not known to be at fault, so the channel's
+            # backup providers stay open to it once its attempts are spent.
+            results.append(
+                Outcome.failed(
+                    delivery.id,
+                    TRANSIENT,
+                    f"{OUT_OF_TIME} while rendering it",
+                    reached_provider=False,
+                )
+            )
             results.extend(
                 Outcome.failed(d.id, TRANSIENT, OUT_OF_TIME_NOT_SENT, reached_provider=False)
                 for d in deliveries[index + 1 :]

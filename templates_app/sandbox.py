@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from jinja2 import BaseLoader, TemplateNotFound, nodes, pass_environment, pass_eval_context
 from jinja2.exceptions import (
@@ -557,8 +558,8 @@ def render_bounded(template, context: dict[str, Any]) -> str:
                 raise RenderLimitError(
                     f"output cut: longer than {limit:,} characters", partial + "\n[cut]"
                 )
-    except TemplateError:
-        raise
+    except (TemplateError, SoftTimeLimitExceeded):
+        raise  # the task's time limit is the task's, not this template's fault
     except RecursionError as exc:
         raise RenderLimitError("template stopped: calls nested too deeply") from exc
     except Exception as exc:  # noqa: BLE001 - staff-written code: any failure is the template's

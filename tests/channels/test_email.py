@@ -195,6 +195,25 @@ def test_an_address_anymail_refuses_to_post_never_reached_the_esp(postmark):
     assert postmark.requests == []
 
 
+def test_an_esp_certificate_refused_sent_nothing_and_is_transient(settings):
+    """Signed by a CA nobody trusts: the handshake fails before the request goes out."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
+
+    def handshake(conn, received):
+        received.append(context.wrap_socket(conn, server_side=True).recv(1))
+
+    with one_shot_receiver(handshake) as (port, received):
+        settings.ANYMAIL = {
+            "POSTMARK_SERVER_TOKEN": "pm-token",
+            "POSTMARK_API_URL": f"https://127.0.0.1:{port}/",
+        }
+        [outcome] = provider(backend=POSTMARK).send_batch([mail(1, "ada@example.com")])
+    assert received == []
+    assert outcome.error_kind == TRANSIENT, outcome
+    assert not outcome.reached_provider
+
+
 def test_anymail_tls_broken_after_the_request_went_out_is_ambiguous(settings, monkeypatch):
     """Anymail reads the answer with its own session: the ESP may have the message."""
     ca = trustme.CA()

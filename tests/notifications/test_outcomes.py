@@ -362,23 +362,33 @@ def test_a_failed_test_send_goes_to_a_backup_provider_as_a_test_and_never_to_ano
     assert hops(delivery) == [("email", "email-backup", "failed")]
 
 
-def test_a_task_out_of_time_while_rendering_sends_nothing_and_spends_no_attempt(monkeypatch):
+@pytest.mark.parametrize("where", ["around the template", "inside the template"])
+def test_a_task_out_of_time_while_rendering_sends_nothing(monkeypatch, where):
     from celery.exceptions import SoftTimeLimitExceeded
 
     from notifications import dispatch, messages
     from notifications.sending import send_deliveries
+    from templates_app.sandbox import MessageSandbox
 
     first, unlucky, last = _in_app_batch(3)
-    build = messages.MessageBuilder.build
+    build, getattr_ = messages.MessageBuilder.build, MessageSandbox.getattr
     provider = SlowProvider("in_app")
     monkeypatch.setattr(dispatch, "get_provider", lambda name: provider)
+    rendering = {}
 
     def build_until_the_time_limit(self, delivery):
-        if delivery.id == unlucky.id:
+        rendering["unlucky"] = delivery.id == unlucky.id
+        if where == "around the template" and rendering["unlucky"]:
             raise SoftTimeLimitExceeded()
         return build(self, delivery)
 
+    def getattr_until_the_time_limit(self, obj, attribute):  # {{ data.order_id }}
+        if where == "inside the template" and rendering["unlucky"]:
+            raise SoftTimeLimitExceeded()
+        return getattr_(self, obj, attribute)
+
     monkeypatch.setattr(messages.MessageBuilder, "build", build_until_the_time_limit)
+    monkeypatch.setattr(MessageSandbox, "getattr", getattr_until_the_time_limit)
     with TestCase.captureOnCommitCallbacks(execute=False):
         send_deliveries([first.id, unlucky.id, last.id])
 
@@ -391,7 +401,7 @@ def test_a_task_out_of_time_while_rendering_sends_nothing_and_spends_no_attempt(
         "not sent: the task ran out of time"
     }
     assert (found[unlucky.id].status, found[unlucky.id].attempts) == ("pending", 1)
-    assert found[unlucky.id].error_message == "render: the task ran out of time"
+    assert found[unlucky.id].error_message == "the task ran out of time while rendering it"
 
 
 def test_a_message_that_always_outlasts_the_time_limit_rendering_fails_in_the_end(
