@@ -42,9 +42,10 @@ class Outcome:
     provider_message_id: str = ""
     error: str = ""
     retry_after: float | None = None
-    # False when it failed before anything was handed to the provider (not connected, given
-    # back, refused by Clarion itself). The dispatcher returns the send-rate tokens of such
-    # outcomes among the messages it took tokens for.
+    # True when the provider has it or may have it; False only when it certainly failed
+    # before anything was handed over (not connected, given back, refused by Clarion
+    # itself). The dispatcher returns the send-rate tokens of such outcomes among the
+    # messages it took tokens for.
     reached_provider: bool = True
 
     @property

@@ -87,7 +87,9 @@ def record(provider: str, admission: Admission, ok: int, failed: int) -> None:
     if admission is Admission.PROBE:
         cache.delete(_key(provider, "probe"))
         if not (ok or failed):
-            return  # the probe was not sent (its send rate said wait): the next batch probes
+            # No verdict: the probe never reached the provider through its own doing (its send
+            # rate said wait, Clarion refused it, it was given back): the next batch probes.
+            return
         if failed:
             cache.set(_key(provider, "opened_at"), _now(), timeout=None)
             log.warning("breaker %s re-opened: the probe failed", provider)

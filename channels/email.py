@@ -25,6 +25,7 @@ from anymail.exceptions import (
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import make_msgid
 from django.core.mail.utils import DNS_NAME
 
@@ -149,8 +150,13 @@ class EmailProvider:
             return anymail_outcome(delivery_id, exc)
         except ValueError as exc:
             # Django refuses addresses and headers it cannot encode (line breaks, bad syntax).
+            # Over SMTP that is before the message goes; an ESP backend's ValueError may come
+            # after its API call (anymail raises its own errors for addresses).
             return Outcome.failed(
-                delivery_id, PERMANENT, f"invalid message: {exc}", reached_provider=False
+                delivery_id,
+                PERMANENT,
+                f"invalid message: {exc}",
+                reached_provider=not isinstance(connection, SmtpBackend),
             )
         status = getattr(email, "anymail_status", None)
         statuses = getattr(status, "status", None) or set()

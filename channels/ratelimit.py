@@ -121,9 +121,10 @@ def acquire(provider: str, want: int) -> Grant:
     except BaseException:
         # Cut short while waiting (the task's soft time limit, Redis lost): nothing was sent
         # with what was taken, so it goes back if it can. The first error is the one raised.
+        # Only a Redis error is caught: the soft time limit striking here must reach the task.
         try:
             give_back(provider, granted)
-        except Exception:  # noqa: BLE001
+        except redis.RedisError:
             log.warning("send rate of %s: %d tokens not given back", provider, granted)
         raise
     return Grant(granted, 0.0 if granted == want else got.wait_seconds)

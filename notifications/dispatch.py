@@ -58,9 +58,13 @@ class OutOfTime(Exception):
 
 def not_sent(messages: list[Message], reason: str) -> list[Outcome]:
     """Outcomes of messages that never left: retried as any transient failure is."""
+    return not_sent_ids([m.delivery_id for m in messages], reason)
+
+
+def not_sent_ids(delivery_ids: list[int], reason: str) -> list[Outcome]:
     return [
-        Outcome.failed(m.delivery_id, TRANSIENT, f"{NOT_SENT}: {reason}", reached_provider=False)
-        for m in messages
+        Outcome.failed(delivery_id, TRANSIENT, f"{NOT_SENT}: {reason}", reached_provider=False)
+        for delivery_id in delivery_ids
     ]
 
 
@@ -118,7 +122,8 @@ def dispatch(
         outcomes = _send(provider, provider_name, now, journal)
     except OutOfTime as cut:
         # What went counts; nothing failed. A half-open breaker's probe is freed either way.
-        _count(provider_name, admission, ok=sum(o.sent for o in cut.outcomes), failed=0)
+        ok, _ = _verdict(cut.outcomes)
+        _count(provider_name, admission, ok=ok, failed=0)
         _give_back(provider_name, cut.outcomes)  # before held_back joins: it took no tokens
         cut.outcomes += held_back
         raise

@@ -19,7 +19,7 @@ from channels.base import PERMANENT, TRANSIENT, Message, Outcome
 from preferences.eligibility import decide
 
 from . import clock, outcomes
-from .dispatch import OUT_OF_TIME, OUT_OF_TIME_NOT_SENT, OutOfTime, dispatch, not_sent
+from .dispatch import OUT_OF_TIME, OutOfTime, dispatch, not_sent, not_sent_ids
 from .journal import SendJournal
 from .messages import (
     BUILD_FAILED,
@@ -101,23 +101,14 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
         except SoftTimeLimitExceeded:
             # Nothing has been sent yet: the rest of the batch is recorded as never tried,
             # retried without spending an attempt. The message being rendered spends one, so
-            # one that always outlasts the limit fails after MAX_ATTEMPTS, not never.
-            # (Recorded within the hard limit's margin; a database call cut short here may
-            # leave the connection unusable, and then the batch falls to the sweeper.)
-            # Not RENDER_FAILED: the template is not known to be at fault, so the channel's
-            # backup providers stay open to it once its attempts are spent.
-            results.append(
-                Outcome.failed(
-                    delivery.id,
-                    TRANSIENT,
-                    f"{OUT_OF_TIME} while rendering it",
-                    reached_provider=False,
-                )
-            )
-            results.extend(
-                Outcome.failed(d.id, TRANSIENT, OUT_OF_TIME_NOT_SENT, reached_provider=False)
-                for d in deliveries[index + 1 :]
-            )
+            # one that always outlasts the limit fails after MAX_ATTEMPTS, not never; not as
+            # RENDER_FAILED, as the template is not known to be at fault, so the channel's
+            # backup providers stay open to it then. (Recorded within the hard limit's
+            # margin; a database call cut short here may leave the connection unusable, and
+            # then the batch falls to the sweeper.)
+            rendering = f"{OUT_OF_TIME} while rendering it"
+            results.append(Outcome.failed(delivery.id, TRANSIENT, rendering))
+            results.extend(not_sent_ids([d.id for d in deliveries[index + 1 :]], OUT_OF_TIME))
             out_of_time = True
             break
         except Exception as exc:  # noqa: BLE001 - one message must not take its batch down

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any
 
+# A send task's soft time limit may strike inside a template: it is the task's to handle.
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from jinja2 import BaseLoader, TemplateNotFound, nodes, pass_environment, pass_eval_context

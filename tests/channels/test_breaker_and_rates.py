@@ -366,17 +366,24 @@ def test_time_running_out_while_waiting_for_the_send_rate_frees_a_half_open_prob
 class Unreachable:
     """Answers every message as a provider's own code does when it cannot connect."""
 
-    def __init__(self, kind=None):
-        from channels.base import TRANSIENT
-
-        self.kind = kind or TRANSIENT
-
     def send_each(self, messages):
-        from channels.base import Outcome
+        from channels.base import TRANSIENT, Outcome
 
         for m in messages:
             yield Outcome.failed(
-                m.delivery_id, self.kind, "connect: refused", reached_provider=False
+                m.delivery_id, TRANSIENT, "connect: refused", reached_provider=False
+            )
+
+
+class NoPhoneNumbers:
+    """Refuses every message before calling its API, as the SMS adapter does with no number."""
+
+    def send_each(self, messages):
+        from channels.base import PERMANENT, Outcome
+
+        for m in messages:
+            yield Outcome.failed(
+                m.delivery_id, PERMANENT, "recipient has no phone number", reached_provider=False
             )
 
 
@@ -422,19 +429,48 @@ def test_time_running_out_while_the_breaker_counts_still_gives_the_tokens_back(
 def test_a_probe_clarion_refused_before_sending_leaves_the_breaker_half_open(
     limits, settings, monkeypatch, batch_of_five
 ):
-    from channels.base import PERMANENT
     from notifications import dispatch
 
     esp = fresh_provider(settings, rate=100, burst=10)
     breaker.record(esp, Admission.ALL, ok=0, failed=4)
     clock.advance(31)
-    # No phone number, say: refused by the adapter itself, so no verdict on the provider.
-    monkeypatch.setattr(dispatch, "get_provider", lambda name: Unreachable(PERMANENT))
+    # Refused by the adapter itself, so no verdict on the provider.
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: NoPhoneNumbers())
 
     dispatch.dispatch(esp, batch_of_five)
 
     assert breaker.state(esp).state == "half-open"
     assert breaker.admit(esp) is Admission.PROBE
+
+
+def test_time_running_out_while_redis_is_lost_mid_wait_still_stops_the_task(
+    settings, monkeypatch, batch_of_five
+):
+    import redis as redis_client
+
+    from notifications import dispatch
+
+    esp = fresh_provider(settings, rate=0.001, burst=2)
+    settings.RATE_LIMIT_MAX_WAIT_SECONDS = 3600
+    take = ratelimit.take
+    calls = []
+
+    def take_then_lose_redis(provider, want):
+        calls.append(want)
+        if len(calls) > 1:
+            raise redis_client.ConnectionError("Redis went away")
+        return take(provider, want)
+
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: NeverCalled())
+    monkeypatch.setattr(ratelimit.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(ratelimit, "take", take_then_lose_redis)
+    # Giving the two tokens back waits on the lost Redis, and the time limit strikes there.
+    monkeypatch.setattr(ratelimit, "give_back", _soft_time_limit)
+
+    with pytest.raises(dispatch.OutOfTime) as cut:
+        dispatch.dispatch(esp, batch_of_five)
+
+    assert [o.error for o in cut.value.outcomes] == [dispatch.OUT_OF_TIME_NOT_SENT] * 5
 
 
 def _soft_time_limit(*args, **kwargs):

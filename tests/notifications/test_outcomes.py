@@ -427,6 +427,44 @@ def test_a_message_that_always_outlasts_the_time_limit_rendering_fails_in_the_en
     assert (poison.status, poison.attempts) == ("failed", 2)
 
 
+def test_a_render_out_of_time_on_its_last_attempt_goes_to_the_backup_provider():
+    delivery = sending(channel="email", attempts=3)
+
+    answer(
+        delivery,
+        Outcome.failed(delivery.id, TRANSIENT, "the task ran out of time while rendering it"),
+    )
+
+    # Not a render error: the template is not known to be at fault.
+    assert delivery.status == "failed"
+    assert hops(delivery) == [("email", "email-backup", "pending")]
+
+
+def test_a_strike_where_dispatch_cannot_tell_what_went_leaves_that_group_claimed(
+    in_app_then_sms, monkeypatch
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from notifications import sending
+
+    providers, rows = in_app_then_sms
+    providers["in_app"].out_of_time_at = None
+    dispatch = sending.dispatch
+
+    def dispatch_until_the_time_limit(provider, messages, journal):
+        if provider == "sms":
+            raise SoftTimeLimitExceeded()
+        return dispatch(provider, messages, journal)
+
+    monkeypatch.setattr(sending, "dispatch", dispatch_until_the_time_limit)
+
+    found = send_all(rows)
+
+    assert {found[d.id].status for d in rows[:3]} == {"sent"}  # recorded, never resent
+    assert {found[d.id].status for d in rows[3:]} == {"sending"}  # for the sweeper
+    assert providers["sms"].handed == []
+
+
 def test_a_message_that_cannot_be_rendered_skips_its_channels_backup_providers():
     delivery = sending(channel="email", attempts=1)
     delivery.notification.type.fallbacks = {"email": ["sms"]}
