@@ -41,7 +41,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util import connection as urllib3_connection
 from urllib3.util.retry import Retry
 
-from .base import AMBIGUOUS, PERMANENT, TRANSIENT
+from .base import AMBIGUOUS, PERMANENT, TRANSIENT, Outcome
 
 # Enough of an error body to explain it; a receiver cannot make us buffer more.
 MAX_BODY_BYTES = 64 * 1024
@@ -77,6 +77,12 @@ class HttpError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.sent = sent
+
+    def outcome(self, delivery_id: int) -> Outcome:
+        """This error as the outcome of the delivery whose request it ended."""
+        return Outcome.failed(
+            delivery_id, self.kind, str(self), self.retry_after, reached_provider=self.sent
+        )
 
 
 class BlockedAddress(HttpError):

@@ -151,13 +151,7 @@ class TwilioProvider:
         try:
             sent = client.messages.create(**self.params_for(message))
         except HttpError as exc:
-            return Outcome.failed(
-                message.delivery_id,
-                exc.kind,
-                str(exc),
-                exc.retry_after,
-                reached_provider=exc.sent,
-            )
+            return exc.outcome(message.delivery_id)
         except TwilioException as exc:
             status, code = getattr(exc, "status", None), getattr(exc, "code", None)
             kind = twilio_error_kind(status, code)

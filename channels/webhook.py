@@ -108,14 +108,8 @@ class WebhookProvider:
         try:
             response = http.post(message.to, data=encoded, headers=headers)
         except HttpError as exc:
-            return Outcome.failed(
-                message.delivery_id,
-                exc.kind,
-                str(exc),
-                exc.retry_after,
-                reached_provider=exc.sent,
-            )
+            return exc.outcome(message.delivery_id)
         error = status_error(response)
         if error is not None:
-            return Outcome.failed(message.delivery_id, error.kind, str(error), error.retry_after)
+            return error.outcome(message.delivery_id)
         return Outcome.ok(message.delivery_id, f"webhook-{message.delivery_id}-{timestamp}")
