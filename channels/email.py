@@ -25,7 +25,7 @@ from anymail.exceptions import (
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.mail.backends import console, dummy, locmem, smtp
 from django.core.mail.message import make_msgid
 from django.core.mail.utils import DNS_NAME
 
@@ -42,6 +42,14 @@ REFUSED_STATUSES = {"rejected", "invalid"}
 # raises only for refused ones. Nothing went out, so it is transient: retried, then the next
 # hop (not ambiguous: the ESP said it did not send it; not permanent: the address is fine).
 NOT_SENT_STATUSES = {"failed"}
+# Django's own backends build the whole message before writing any of it anywhere (the
+# file-based one is a console backend).
+BUILDS_BEFORE_SENDING = (
+    smtp.EmailBackend,
+    console.EmailBackend,
+    locmem.EmailBackend,
+    dummy.EmailBackend,
+)
 
 
 class RenderedEmail(EmailMultiAlternatives):
@@ -150,13 +158,13 @@ class EmailProvider:
             return anymail_outcome(delivery_id, exc)
         except ValueError as exc:
             # Django refuses addresses and headers it cannot encode (line breaks, bad syntax).
-            # Over SMTP that is before the message goes; an ESP backend's ValueError may come
-            # after its API call (anymail raises its own errors for addresses).
+            # Its own backends do so before the message goes; an ESP backend's ValueError may
+            # come after its API call (anymail raises its own errors for addresses).
             return Outcome.failed(
                 delivery_id,
                 PERMANENT,
                 f"invalid message: {exc}",
-                reached_provider=not isinstance(connection, SmtpBackend),
+                reached_provider=not isinstance(connection, BUILDS_BEFORE_SENDING),
             )
         status = getattr(email, "anymail_status", None)
         statuses = getattr(status, "status", None) or set()

@@ -120,8 +120,9 @@ def acquire(provider: str, want: int) -> Grant:
             granted += got.granted
     except BaseException:
         # Cut short while waiting (the task's soft time limit, Redis lost): nothing was sent
-        # with what was taken, so it goes back if it can. The first error is the one raised.
-        # Only a Redis error is caught: the soft time limit striking here must reach the task.
+        # with what was taken, so it goes back if it can, and the first error is raised.
+        # Only a Redis error is caught: the soft time limit striking in the give-back itself
+        # must reach the task, in place of the first.
         try:
             give_back(provider, granted)
         except redis.RedisError:

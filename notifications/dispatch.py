@@ -48,12 +48,14 @@ OUT_OF_TIME_NOT_SENT = f"{NOT_SENT}: {OUT_OF_TIME}"
 class OutOfTime(Exception):
     """The soft time limit struck mid-dispatch; ``outcomes`` covers the provider's batch.
 
-    The provider's breaker counts no failure: the task ran out of time, not the provider.
+    The first ``answered`` of them are what the provider answered before the strike: only
+    those count for its breaker (the task ran out of time, not the provider).
     """
 
-    def __init__(self, outcomes: list[Outcome]) -> None:
+    def __init__(self, outcomes: list[Outcome], answered: int = 0) -> None:
         super().__init__(OUT_OF_TIME)
         self.outcomes = outcomes
+        self.answered = answered
 
 
 def not_sent(messages: list[Message], reason: str) -> list[Outcome]:
@@ -103,7 +105,8 @@ def dispatch(
         grant = _acquire(provider_name, len(allowed))
     except SoftTimeLimitExceeded as exc:
         # Struck while waiting for the send rate: nothing was sent, and the tokens taken so
-        # far went back (channels/ratelimit.py). A half-open breaker's probe is freed.
+        # far went back if Redis allowed (channels/ratelimit.py). A half-open breaker's probe
+        # is freed.
         _count(provider_name, admission, ok=0, failed=0)
         refusals = [_circuit_open(provider_name, m) for m in refused]
         raise OutOfTime(not_sent(allowed, OUT_OF_TIME) + refusals) from exc
@@ -121,9 +124,9 @@ def dispatch(
     try:
         outcomes = _send(provider, provider_name, now, journal)
     except OutOfTime as cut:
-        # What went counts; nothing failed. A half-open breaker's probe is freed either way.
-        ok, _ = _verdict(cut.outcomes)
-        _count(provider_name, admission, ok=ok, failed=0)
+        # What the provider answered counts, not the cut itself. A half-open breaker's probe
+        # is settled or freed either way.
+        _count(provider_name, admission, *_verdict(cut.outcomes[: cut.answered]))
         _give_back(provider_name, cut.outcomes)  # before held_back joins: it took no tokens
         cut.outcomes += held_back
         raise
@@ -212,9 +215,8 @@ def _send(
         stream = send_stream(provider, messages)
         outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))
     except SoftTimeLimitExceeded as exc:
-        raise OutOfTime(
-            outcomes + _cut_short(provider, messages[len(outcomes) :], OUT_OF_TIME)
-        ) from exc
+        cut = _cut_short(provider, messages[len(outcomes) :], OUT_OF_TIME)
+        raise OutOfTime(outcomes + cut, answered=len(outcomes)) from exc
     except Exception as exc:  # noqa: BLE001 - the provider may have taken some of them
         log.exception("provider %s crashed on a batch of %d", provider_name, len(messages))
         outcomes.extend(_cut_short(provider, messages[len(outcomes) :], repr(exc)))

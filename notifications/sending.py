@@ -107,7 +107,9 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
             # margin; a database call cut short here may leave the connection unusable, and
             # then the batch falls to the sweeper.)
             rendering = f"{OUT_OF_TIME} while rendering it"
-            results.append(Outcome.failed(delivery.id, TRANSIENT, rendering))
+            results.append(
+                Outcome.failed(delivery.id, TRANSIENT, rendering, reached_provider=False)
+            )
             results.extend(not_sent_ids([d.id for d in deliveries[index + 1 :]], OUT_OF_TIME))
             out_of_time = True
             break

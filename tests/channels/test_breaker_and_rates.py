@@ -115,6 +115,14 @@ def fresh_provider(settings, rate: float, burst: float) -> str:
     return name
 
 
+def half_open_provider(settings, rate: float, burst: float) -> str:
+    """A fresh provider whose breaker opened 31 s ago (``limits``): its next batch probes."""
+    esp = fresh_provider(settings, rate, burst)
+    breaker.record(esp, Admission.ALL, ok=0, failed=4)
+    clock.advance(31)
+    return esp
+
+
 def test_workers_drawing_together_stay_under_the_send_rate(settings):
     esp = fresh_provider(settings, rate=50, burst=5)
     settings.RATE_LIMIT_MAX_WAIT_SECONDS = 0.5
@@ -345,11 +353,9 @@ def test_time_running_out_while_waiting_for_the_send_rate_frees_a_half_open_prob
 ):
     from notifications import dispatch
 
-    esp = fresh_provider(settings, rate=0.001, burst=1)
+    esp = half_open_provider(settings, rate=0.001, burst=1)
     ratelimit.take(esp, 1)  # the bucket is empty: the probe has to wait for a token
     settings.RATE_LIMIT_MAX_WAIT_SECONDS = 3600
-    breaker.record(esp, Admission.ALL, ok=0, failed=4)
-    clock.advance(31)
     monkeypatch.setattr(dispatch, "get_provider", lambda name: NeverCalled())
     monkeypatch.setattr(ratelimit.time, "sleep", _soft_time_limit)
 
@@ -395,9 +401,7 @@ def test_time_running_out_while_giving_tokens_back_still_settles_the_breaker(
 ):
     from notifications import dispatch
 
-    esp = fresh_provider(settings, rate=0.001, burst=10)
-    breaker.record(esp, Admission.ALL, ok=0, failed=4)
-    clock.advance(31)
+    esp = half_open_provider(settings, rate=0.001, burst=10)
     provider = probe()
     monkeypatch.setattr(dispatch, "get_provider", lambda name: provider)
     monkeypatch.setattr(ratelimit, "give_back", _soft_time_limit)
@@ -431,9 +435,7 @@ def test_a_probe_clarion_refused_before_sending_leaves_the_breaker_half_open(
 ):
     from notifications import dispatch
 
-    esp = fresh_provider(settings, rate=100, burst=10)
-    breaker.record(esp, Admission.ALL, ok=0, failed=4)
-    clock.advance(31)
+    esp = half_open_provider(settings, rate=100, burst=10)
     # Refused by the adapter itself, so no verdict on the provider.
     monkeypatch.setattr(dispatch, "get_provider", lambda name: NoPhoneNumbers())
 
@@ -471,6 +473,30 @@ def test_time_running_out_while_redis_is_lost_mid_wait_still_stops_the_task(
         dispatch.dispatch(esp, batch_of_five)
 
     assert [o.error for o in cut.value.outcomes] == [dispatch.OUT_OF_TIME_NOT_SENT] * 5
+
+
+class AnswersThenRunsOutOfTime:
+    """The provider answers the first message 503; the time limit strikes after it."""
+
+    def send_each(self, messages):
+        from channels.base import TRANSIENT, Outcome
+
+        yield Outcome.failed(messages[0].delivery_id, TRANSIENT, "HTTP 503")
+        raise SoftTimeLimitExceeded()
+
+
+def test_what_the_provider_answered_before_the_time_limit_counts_for_its_breaker(
+    limits, settings, monkeypatch, batch_of_five
+):
+    from notifications import dispatch
+
+    esp = half_open_provider(settings, rate=100, burst=10)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: AnswersThenRunsOutOfTime())
+
+    with pytest.raises(dispatch.OutOfTime):
+        dispatch.dispatch(esp, batch_of_five)
+
+    assert breaker.state(esp).state == "open"  # the probe failed, whatever came after
 
 
 def _soft_time_limit(*args, **kwargs):

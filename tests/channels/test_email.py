@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import trustme
+from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.utils import DNS_NAME
 
 from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Message
@@ -126,6 +127,26 @@ def test_an_address_django_cannot_encode_is_permanent(picky_smtp):
     assert outcome.error_kind == PERMANENT
     assert picky_smtp.inbox.messages == []
     assert not outcome.reached_provider
+
+
+class AnswerItCannotRead(BaseEmailBackend):
+    """An ESP backend whose ValueError comes after its API call took the message."""
+
+    def send_messages(self, email_messages):
+        raise ValueError("Invalid status 'queud'")
+
+
+@pytest.mark.parametrize(
+    ("backend", "reached"),
+    [
+        ("django.core.mail.backends.locmem.EmailBackend", False),
+        (f"{__name__}.AnswerItCannotRead", True),
+    ],
+)
+def test_a_value_error_never_reached_the_provider_only_from_djangos_own_backends(backend, reached):
+    [outcome] = provider(backend=backend).send_batch([mail(1, "ada@example.com\nBcc: e@x.com")])
+    assert outcome.error_kind == PERMANENT
+    assert outcome.reached_provider is reached
 
 
 # --- anymail: a real ESP backend (Postmark) against a fake Postmark API on loopback ----------
