@@ -48,8 +48,9 @@ OUT_OF_TIME_NOT_SENT = f"{NOT_SENT}: {OUT_OF_TIME}"
 class OutOfTime(Exception):
     """The soft time limit struck mid-dispatch; ``outcomes`` covers the provider's batch.
 
-    The first ``answered`` of them are what the provider answered before the strike: only
-    those count for its breaker (the task ran out of time, not the provider).
+    The first ``answered`` of them were known before the strike; ``_verdict`` counts the
+    provider's answers among them for its breaker (the task ran out of time, not the
+    provider), not the journal's give-backs or Clarion's own refusals.
     """
 
     def __init__(self, outcomes: list[Outcome], answered: int = 0) -> None:
