@@ -216,7 +216,13 @@ def _send(
         stream = send_stream(provider, messages)
         outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))
     except SoftTimeLimitExceeded as exc:
-        cut = _cut_short(provider, messages[len(outcomes) :], OUT_OF_TIME)
+        rest = messages[len(outcomes) :]
+        # Struck while the journal gave the batch back (closing the provider's stream, say):
+        # the provider was handed none of the rest.
+        if journal.giving_back:
+            cut = not_sent(rest, OUT_OF_TIME)
+        else:
+            cut = _cut_short(provider, rest, OUT_OF_TIME)
         raise OutOfTime(outcomes + cut, answered=len(outcomes)) from exc
     except Exception as exc:  # noqa: BLE001 - the provider may have taken some of them
         log.exception("provider %s crashed on a batch of %d", provider_name, len(messages))

@@ -62,6 +62,8 @@ class SendJournal:
         self.claims: dict[int, datetime] = {}
         # Whether notes of the claim stand in Redis, saying "claimed" until changed.
         self.claim_noted = False
+        # Whether a batch is being given back: from then on no provider is handed any of it.
+        self.giving_back = False
 
     def _note(self, delivery_id: int, state: str, message_id: str = "") -> tuple[str, str]:
         key = note_key(delivery_id, self.claims.get(delivery_id))
@@ -107,6 +109,7 @@ class SendJournal:
             if ids:
                 stream.write([self._note(i, TRYING) for i in (ids if whole_batch else ids[:1])])
                 if self._notes_stuck():
+                    self.giving_back = True
                     yield from _given_back(ids, outcomes)
                     return
             for index, outcome in enumerate(outcomes):
@@ -123,6 +126,7 @@ class SendJournal:
                 yield outcome
                 # A whole batch went in one call: none of it is left to hold back.
                 if not whole_batch and index + 1 < len(ids) and self._notes_stuck():
+                    self.giving_back = True
                     yield from _given_back(ids[index + 1 :], outcomes)
                     return
         finally:

@@ -291,6 +291,51 @@ def test_a_batch_given_back_when_its_journal_is_lost_gives_its_tokens_back(
     assert ratelimit.take(esp, 10).granted == 10
 
 
+class QuitsSlowly:
+    """Sends each message as asked; the time limit strikes while its connection closes."""
+
+    def send_each(self, messages):
+        from channels.base import Outcome
+
+        try:
+            for index, message in enumerate(messages):
+                yield Outcome.ok(message.delivery_id, f"msg-{index}")
+        except GeneratorExit:
+            raise SoftTimeLimitExceeded() from None
+
+
+def test_time_running_out_while_the_journal_gives_a_batch_back_sends_nothing_more(
+    settings, monkeypatch, batch_of_five
+):
+    from notifications import dispatch, journal
+
+    esp = fresh_provider(settings, rate=0.001, burst=10)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: QuitsSlowly())
+    write = journal._Stream.write
+    writes = []
+
+    def lose_redis_after_the_first_message(stream, entries):
+        writes.append(entries)
+        if len(writes) == 2:  # the first outcome's note: Redis is gone
+            stream._lost()
+            return
+        write(stream, entries)
+
+    monkeypatch.setattr(journal._Stream, "write", lose_redis_after_the_first_message)
+    notes = journal.SendJournal()
+    notes.claimed({m.delivery_id: clock.now() for m in batch_of_five})
+
+    with pytest.raises(dispatch.OutOfTime) as cut:
+        dispatch.dispatch(esp, batch_of_five, notes)
+
+    # The provider took the first; the journal was giving back the rest when time ran out,
+    # so none of them is in doubt, and their tokens go back.
+    first, *rest = cut.value.outcomes
+    assert first.sent
+    assert [o.error for o in rest] == [dispatch.OUT_OF_TIME_NOT_SENT] * 4
+    assert ratelimit.take(esp, 10).granted == 9
+
+
 def test_tokens_given_back_never_fill_the_bucket_past_its_burst(settings):
     esp = fresh_provider(settings, rate=0.001, burst=4)
     assert ratelimit.take(esp, 1).granted == 1
