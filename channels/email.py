@@ -31,6 +31,7 @@ from django.core.mail.utils import DNS_NAME
 
 from .base import AMBIGUOUS, PERMANENT, TRANSIENT, Message, Outcome
 from .http import error_for_exception, retry_after_seconds
+from .mime import AS_IS_WHEN_SHORT
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +54,20 @@ BUILDS_BEFORE_SENDING = (
 
 
 class RenderedEmail(EmailMultiAlternatives):
-    """An email whose MIME boundaries are chosen when its message is built.
+    """An email whose MIME boundaries are chosen when its message is built, and whose short
+    headers are written as they stand.
 
     Left unset, the standard library's generator picks a boundary at serialisation and
     compiles a new regular expression to search the whole text for it: a sixth of building
     the bytes of a campaign email. 128 random bits drawn after the text is rendered cannot
-    be in it but by a chance of 2**-128, so the search has nothing to find.
+    be in it but by a chance of 2**-128, so the search has nothing to find. The bytes are
+    the same as Django's own otherwise (channels/mime.py).
     """
 
     def message(self):
         msg = super().message()
         for part in msg.walk():
+            part.policy = AS_IS_WHEN_SHORT
             if part.is_multipart() and part.get_boundary() is None:
                 part.set_boundary(f"=_{secrets.token_hex(16)}")
         return msg
