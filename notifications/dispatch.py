@@ -216,26 +216,23 @@ def _send(
         stream = send_stream(provider, messages)
         outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))
     except SoftTimeLimitExceeded as exc:
-        rest = messages[len(outcomes) :]
-        # Struck while the journal gave the batch back (closing the provider's stream, say):
-        # the provider was handed none of the rest.
-        if journal.giving_back:
-            cut = not_sent(rest, OUT_OF_TIME)
-        else:
-            cut = _cut_short(provider, rest, OUT_OF_TIME)
+        cut = _cut_short(provider, messages[len(outcomes) :], OUT_OF_TIME, journal)
         raise OutOfTime(outcomes + cut, answered=len(outcomes)) from exc
     except Exception as exc:  # noqa: BLE001 - the provider may have taken some of them
         log.exception("provider %s crashed on a batch of %d", provider_name, len(messages))
-        outcomes.extend(_cut_short(provider, messages[len(outcomes) :], repr(exc)))
+        outcomes.extend(_cut_short(provider, messages[len(outcomes) :], repr(exc), journal))
     return outcomes
 
 
-def _cut_short(provider, rest: list[Message], reason: str) -> list[Outcome]:
+def _cut_short(provider, rest: list[Message], reason: str, journal: SendJournal) -> list[Outcome]:
     """Outcomes of a provider call cut short before answering for ``rest``.
 
     A streaming provider was handing over the first of them; the others never left. Of a
-    whole-batch provider, any may have been taken.
+    whole-batch provider, any may have been taken. Cut short while the journal gave the
+    batch back (closing the provider's stream, say), the provider was handed none of them.
     """
+    if journal.giving_back:
+        return not_sent(rest, reason)
     in_doubt = rest[:1] if sends_each(provider) else rest
     return [Outcome.failed(m.delivery_id, AMBIGUOUS, reason) for m in in_doubt] + not_sent(
         rest[len(in_doubt) :], reason

@@ -62,7 +62,8 @@ class SendJournal:
         self.claims: dict[int, datetime] = {}
         # Whether notes of the claim stand in Redis, saying "claimed" until changed.
         self.claim_noted = False
-        # Whether a batch is being given back: from then on no provider is handed any of it.
+        # Whether a batch is being given back: set for the rest of this send batch, as no
+        # provider is handed any more of it (like a stuck note, it is not undone).
         self.giving_back = False
 
     def _note(self, delivery_id: int, state: str, message_id: str = "") -> tuple[str, str]:

@@ -291,8 +291,11 @@ def test_a_batch_given_back_when_its_journal_is_lost_gives_its_tokens_back(
     assert ratelimit.take(esp, 10).granted == 10
 
 
-class QuitsSlowly:
-    """Sends each message as asked; the time limit strikes while its connection closes."""
+class FailsToQuit:
+    """Sends each message as asked; ``error`` is raised while its connection closes."""
+
+    def __init__(self, error: type[BaseException] = SoftTimeLimitExceeded):
+        self.error = error
 
     def send_each(self, messages):
         from channels.base import Outcome
@@ -301,7 +304,23 @@ class QuitsSlowly:
             for index, message in enumerate(messages):
                 yield Outcome.ok(message.delivery_id, f"msg-{index}")
         except GeneratorExit:
-            raise SoftTimeLimitExceeded() from None
+            raise self.error() from None
+
+
+def lose_redis_after_the_first_message(monkeypatch) -> None:
+    from notifications import journal
+
+    write = journal._Stream.write
+    writes = []
+
+    def lose(stream, entries):
+        writes.append(entries)
+        if len(writes) == 2:  # the first outcome's note: Redis is gone
+            stream._lost()
+            return
+        write(stream, entries)
+
+    monkeypatch.setattr(journal._Stream, "write", lose)
 
 
 def test_time_running_out_while_the_journal_gives_a_batch_back_sends_nothing_more(
@@ -310,18 +329,8 @@ def test_time_running_out_while_the_journal_gives_a_batch_back_sends_nothing_mor
     from notifications import dispatch, journal
 
     esp = fresh_provider(settings, rate=0.001, burst=10)
-    monkeypatch.setattr(dispatch, "get_provider", lambda name: QuitsSlowly())
-    write = journal._Stream.write
-    writes = []
-
-    def lose_redis_after_the_first_message(stream, entries):
-        writes.append(entries)
-        if len(writes) == 2:  # the first outcome's note: Redis is gone
-            stream._lost()
-            return
-        write(stream, entries)
-
-    monkeypatch.setattr(journal._Stream, "write", lose_redis_after_the_first_message)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: FailsToQuit())
+    lose_redis_after_the_first_message(monkeypatch)
     notes = journal.SendJournal()
     notes.claimed({m.delivery_id: clock.now() for m in batch_of_five})
 
@@ -333,6 +342,25 @@ def test_time_running_out_while_the_journal_gives_a_batch_back_sends_nothing_mor
     first, *rest = cut.value.outcomes
     assert first.sent
     assert [o.error for o in rest] == [dispatch.OUT_OF_TIME_NOT_SENT] * 4
+    assert ratelimit.take(esp, 10).granted == 9
+
+
+def test_an_error_while_the_journal_gives_a_batch_back_leaves_nothing_in_doubt(
+    settings, monkeypatch, batch_of_five
+):
+    from notifications import dispatch, journal
+
+    esp = fresh_provider(settings, rate=0.001, burst=10)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: FailsToQuit(OSError))
+    lose_redis_after_the_first_message(monkeypatch)
+    notes = journal.SendJournal()
+    notes.claimed({m.delivery_id: clock.now() for m in batch_of_five})
+
+    first, *rest = dispatch.dispatch(esp, batch_of_five, notes)
+
+    assert first.sent
+    assert [o.error for o in rest] == [f"{dispatch.NOT_SENT}: OSError()"] * 4
+    assert not any(o.reached_provider for o in rest)
     assert ratelimit.take(esp, 10).granted == 9
 
 
