@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+from collections import defaultdict
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 
@@ -96,10 +98,25 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
                 # delivery with no backup at all, rather than being lost to the outage.
                 _retry_after(delivery, outcome, now, soon)
         bulk_set(Delivery, changed, RECORDED_FIELDS)
-        for delivery_id, traffic, channel, wait in soon:
-            enqueue.sends_on_commit([(delivery_id, traffic, channel)], countdown=wait)
+        for wait, retries in _by_second(soon).items():
+            enqueue.sends_on_commit(retries, countdown=wait)
         enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in taken)
         fall_back(failed)
+
+
+def _by_second(
+    soon: list[tuple[int, str, str, float]],
+) -> dict[int, list[tuple[int, str, str]]]:
+    """Short retries by their wait in whole seconds, rounded up (never sooner than asked).
+
+    A batch that failed together (a provider's blip, a greylisting domain) is retried in a
+    few batches, one per second of wait, instead of a task, a claim and a provider connection
+    per delivery. Backoff's jitter still spreads the retries over the wait.
+    """
+    retries: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
+    for delivery_id, traffic, channel, wait in soon:
+        retries[math.ceil(wait)].append((delivery_id, traffic, channel))
+    return retries
 
 
 def _retry_after(

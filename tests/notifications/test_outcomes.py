@@ -6,7 +6,7 @@ import pytest
 from django.test import TestCase
 
 from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Outcome
-from notifications import clock, outcomes
+from notifications import clock, enqueue, outcomes
 from notifications.models import Delivery
 from tests.factories import (
     NotificationFactory,
@@ -73,6 +73,31 @@ def test_a_short_transient_wait_stays_in_the_broker_as_a_countdown():
     assert delivery.status == "pending"
     assert len(published) == 1
     assert (delivery.error_kind, delivery.error_message) == ("transient", "timeout")
+
+
+def test_short_retries_of_a_batch_go_out_together_a_task_per_second_of_wait(monkeypatch):
+    deliveries = {d.id: d for d in (sending() for _ in range(5))}
+    ids = list(deliveries)
+    waits = [0.2, 0.9, 1.0, 1.5, 3.0]
+    published = []
+    monkeypatch.setattr(
+        enqueue,
+        "publish_send",
+        lambda batch, traffic, channel, countdown=0: published.append((batch, countdown)),
+    )
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        outcomes.record(
+            deliveries,
+            [
+                Outcome.failed(i, TRANSIENT, "451 greylisted", retry_after=w)
+                for i, w in zip(ids, waits, strict=True)
+            ],
+        )
+
+    # Rounded up: none is retried sooner than it was asked to wait.
+    assert sorted(published) == [(ids[:3], 1), (ids[3:4], 2), (ids[4:], 3)]
+    assert set(Delivery.objects.filter(id__in=ids).values_list("status", flat=True)) == {"pending"}
 
 
 def test_a_permanent_error_goes_straight_to_the_next_hop_without_retries():
