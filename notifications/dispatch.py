@@ -26,7 +26,7 @@ from channels.base import (
 )
 from channels.registry import get_provider
 
-from .journal import JOURNAL_LOST, SendJournal
+from .journal import JOURNAL_LOST, SendJournal, given_back
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +229,11 @@ def _cut_short(provider, rest: list[Message], reason: str, journal: SendJournal)
 
     A streaming provider was handing over the first of them; the others never left. Of a
     whole-batch provider, any may have been taken. Cut short while the journal gave the
-    batch back (closing the provider's stream, say), the provider was handed none of them.
+    batch back (closing the provider's stream, say), the provider was handed none of them:
+    they are given back as the journal would have.
     """
     if journal.giving_back:
-        return not_sent(rest, reason)
+        return given_back([m.delivery_id for m in rest])
     in_doubt = rest[:1] if sends_each(provider) else rest
     return [Outcome.failed(m.delivery_id, AMBIGUOUS, reason) for m in in_doubt] + not_sent(
         rest[len(in_doubt) :], reason

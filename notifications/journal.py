@@ -143,14 +143,22 @@ def _given_back(ids: list[int], outcomes: Iterator[Outcome]) -> Iterator[Outcome
     close = getattr(outcomes, "close", None)
     if close is not None:
         close()  # a provider's stream sends nothing more (and closes its connection)
-    for delivery_id in ids:
-        yield Outcome.failed(
+    yield from given_back(ids)
+
+
+def given_back(ids: list[int]) -> list[Outcome]:
+    """Outcomes of messages held back, unsent, because the journal was lost: no attempt
+    spent, nothing counted against the provider."""
+    return [
+        Outcome.failed(
             delivery_id,
             TRANSIENT,
             f"{JOURNAL_LOST}: not sent, so that a crash cannot resend it unflagged",
             retry_after=GIVEN_BACK_RETRY_SECONDS,
             reached_provider=False,
         )
+        for delivery_id in ids
+    ]
 
 
 class _Stream:

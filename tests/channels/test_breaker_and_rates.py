@@ -341,7 +341,7 @@ def test_time_running_out_while_the_journal_gives_a_batch_back_sends_nothing_mor
     # so none of them is in doubt, and their tokens go back.
     first, *rest = cut.value.outcomes
     assert first.sent
-    assert [o.error for o in rest] == [dispatch.OUT_OF_TIME_NOT_SENT] * 4
+    assert [o.error for o in rest] == [o.error for o in journal.given_back([0])] * 4
     assert ratelimit.take(esp, 10).granted == 9
 
 
@@ -353,14 +353,20 @@ def test_an_error_while_the_journal_gives_a_batch_back_leaves_nothing_in_doubt(
     esp = fresh_provider(settings, rate=0.001, burst=10)
     monkeypatch.setattr(dispatch, "get_provider", lambda name: FailsToQuit(OSError))
     lose_redis_after_the_first_message(monkeypatch)
+    counted = []
+    monkeypatch.setattr(
+        dispatch, "_count", lambda name, admission, ok, failed: counted.append((ok, failed))
+    )
     notes = journal.SendJournal()
     notes.claimed({m.delivery_id: clock.now() for m in batch_of_five})
 
     first, *rest = dispatch.dispatch(esp, batch_of_five, notes)
 
+    # Given back as the journal would have had closing the stream not failed: no attempt
+    # spent, nothing counted against the provider, the tokens back.
     assert first.sent
-    assert [o.error for o in rest] == [f"{dispatch.NOT_SENT}: OSError()"] * 4
-    assert not any(o.reached_provider for o in rest)
+    assert [o.error for o in rest] == [o.error for o in journal.given_back([0])] * 4
+    assert counted == [(1, 0)]
     assert ratelimit.take(esp, 10).granted == 9
 
 
