@@ -12,6 +12,7 @@ import secrets
 import smtplib
 import ssl
 from collections.abc import Iterator
+from email.policy import compat32
 
 import requests
 from anymail.exceptions import (
@@ -67,7 +68,8 @@ class RenderedEmail(EmailMultiAlternatives):
     def message(self):
         msg = super().message()
         for part in msg.walk():
-            part.policy = AS_IS_WHEN_SHORT
+            if part.policy is compat32:  # Django's messages up to 5.2; never another policy
+                part.policy = AS_IS_WHEN_SHORT
             if part.is_multipart() and part.get_boundary() is None:
                 part.set_boundary(f"=_{secrets.token_hex(16)}")
         return msg
