@@ -76,27 +76,32 @@ def test_a_short_transient_wait_stays_in_the_broker_as_a_countdown():
 
 
 def test_short_retries_of_a_batch_go_out_together_a_task_per_second_of_wait(monkeypatch):
-    deliveries = {d.id: d for d in (sending() for _ in range(5))}
-    ids = list(deliveries)
-    waits = [0.2, 0.9, 1.0, 1.5, 3.0]
+    batch = [sending() for _ in range(5)] + [sending(channel="email")]
+    ids = [d.id for d in batch]
+    waits = [0.2, 0.9, 1.0, 1.5, 3.0, 0.5]
     published = []
     monkeypatch.setattr(
         enqueue,
         "publish_send",
-        lambda batch, traffic, channel, countdown=0: published.append((batch, countdown)),
+        lambda ids, traffic, channel, countdown=0: published.append((channel, ids, countdown)),
     )
 
     with TestCase.captureOnCommitCallbacks(execute=True):
         outcomes.record(
-            deliveries,
+            {d.id: d for d in batch},
             [
                 Outcome.failed(i, TRANSIENT, "451 greylisted", retry_after=w)
                 for i, w in zip(ids, waits, strict=True)
             ],
         )
 
-    # Rounded up: none is retried sooner than it was asked to wait.
-    assert sorted(published) == [(ids[:3], 1), (ids[3:4], 2), (ids[4:], 3)]
+    # Rounded up: none is retried sooner than it was asked to wait; each channel's own queue.
+    assert sorted(published) == [
+        ("email", ids[5:], 1),
+        ("sms", ids[:3], 1),
+        ("sms", ids[3:4], 2),
+        ("sms", ids[4:5], 3),
+    ]
     assert set(Delivery.objects.filter(id__in=ids).values_list("status", flat=True)) == {"pending"}
 
 
