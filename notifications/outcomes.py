@@ -32,6 +32,9 @@ from .fallback import onward_hops
 from .journal import JOURNAL_LOST
 from .models import Delivery
 
+# (delivery id, traffic, channel) of short retries, by whole seconds of wait.
+Soon = dict[int, list[tuple[int, str, str]]]
+
 RECORDED_FIELDS = [
     "status",
     "status_changed_at",
@@ -57,7 +60,7 @@ def backoff_seconds(attempts: int) -> float:
 
 def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
     now = clock.now()
-    soon: list[tuple[int, str, str, float]] = []
+    soon: Soon = defaultdict(list)
     failed: list[Delivery] = []
     diverted: list[tuple[Delivery, Outcome]] = []
     changed: list[Delivery] = []
@@ -98,35 +101,24 @@ def record(deliveries: dict[int, Delivery], results: list[Outcome]) -> None:
                 # delivery with no backup at all, rather than being lost to the outage.
                 _retry_after(delivery, outcome, now, soon)
         bulk_set(Delivery, changed, RECORDED_FIELDS)
-        for wait, retries in _by_second(soon).items():
+        for wait, retries in soon.items():
             enqueue.sends_on_commit(retries, countdown=wait)
         enqueue.sends_on_commit((d.id, d.traffic, d.channel) for d in taken)
         fall_back(failed)
 
 
-def _by_second(
-    soon: list[tuple[int, str, str, float]],
-) -> dict[int, list[tuple[int, str, str]]]:
-    """Short retries by their wait in whole seconds, rounded up (never sooner than asked).
+def _retry_after(delivery: Delivery, outcome: Outcome, now: datetime, soon: Soon) -> None:
+    """Short waits stay in the broker as a countdown; longer ones are parked in PostgreSQL.
 
-    A batch that failed together (a provider's blip, a greylisting domain) is retried in a
+    Short ones are kept by their wait in whole seconds, rounded up (never sooner than asked):
+    a batch that failed together (a provider's blip, a greylisting domain) is retried in a
     few batches, one per second of wait, instead of a task, a claim and a provider connection
     per delivery. Backoff's jitter still spreads the retries over the wait.
     """
-    retries: dict[int, list[tuple[int, str, str]]] = defaultdict(list)
-    for delivery_id, traffic, channel, wait in soon:
-        retries[math.ceil(wait)].append((delivery_id, traffic, channel))
-    return retries
-
-
-def _retry_after(
-    delivery: Delivery, outcome: Outcome, now: datetime, soon: list[tuple[int, str, str, float]]
-) -> None:
-    """Short waits stay in the broker as a countdown; longer ones are parked in PostgreSQL."""
     wait = outcome.retry_after if outcome.retry_after else backoff_seconds(delivery.attempts)
     if wait <= settings.RETRY_PARK_AFTER_SECONDS:
         delivery.status = Delivery.Status.PENDING
-        soon.append((delivery.id, delivery.traffic, delivery.channel, wait))
+        soon[math.ceil(wait)].append((delivery.id, delivery.traffic, delivery.channel))
     else:
         delivery.status = Delivery.Status.DEFERRED
         delivery.next_attempt_at = now + timedelta(seconds=wait)
