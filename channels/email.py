@@ -61,8 +61,9 @@ class RenderedEmail(EmailMultiAlternatives):
     Left unset, the standard library's generator picks a boundary at serialisation and
     compiles a new regular expression to search the whole text for it: a sixth of building
     the bytes of a campaign email. 128 random bits drawn after the text is rendered cannot
-    be in it but by a chance of 2**-128, so the search has nothing to find. The bytes are
-    the same as Django's own otherwise (channels/mime.py).
+    be in it but by a chance of 2**-128, so the search has nothing to find. Written as 22
+    URL-safe characters, the multipart Content-Type fits on one line and needs no folding.
+    The bytes are the same as Django's own otherwise (channels/mime.py).
     """
 
     def message(self):
@@ -71,7 +72,7 @@ class RenderedEmail(EmailMultiAlternatives):
             if part.policy is compat32:  # Django's messages up to 5.2; never another policy
                 part.policy = AS_IS_WHEN_SHORT
             if part.is_multipart() and part.get_boundary() is None:
-                part.set_boundary(f"=_{secrets.token_hex(16)}")
+                part.set_boundary(f"=_{secrets.token_urlsafe(16)}")
         return msg
 
 

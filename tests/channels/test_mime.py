@@ -26,6 +26,16 @@ def values(count: int, seed: int) -> list[str]:
     ]
 
 
+def single_words(count: int, seed: int) -> list[str]:
+    """Values with no space in them, most too long for the line: a URL in angle brackets."""
+    rng = random.Random(seed)
+    word = ALPHABET.replace(" ", "").replace("\t", "")
+    return [
+        "".join(rng.choice(word[: rng.choice((11, len(word)))]) for _ in range(length))
+        for length in (rng.randint(30, 200) for _ in range(count))
+    ]
+
+
 def outcome(fold, name, value):
     try:
         return fold(name, value)
@@ -43,7 +53,9 @@ def test_every_header_comes_out_as_compat32_writes_it(linesep, max_line_length):
         # Words that end exactly at the line's limit, and one character past it.
         room = (max_line_length or 78) - len(name) - 2
         at_limit = [("ab " * 40)[:n].rstrip().ljust(n, "x") for n in (room - 1, room, room + 1)]
-        for value in [*edges, *at_limit, *values(400, seed=len(name))]:
+        at_limit += ["x" * n for n in (room - 1, room, room + 1, room + 2)]
+        randoms = [*values(400, seed=len(name)), *single_words(200, seed=len(name))]
+        for value in [*edges, *at_limit, *randoms]:
             assert outcome(ours.fold_binary, name, value) == outcome(
                 theirs.fold_binary, name, value
             ), (name, value)
@@ -58,6 +70,10 @@ def test_a_short_header_is_written_without_the_folding_algorithm(monkeypatch):
 
     monkeypatch.setattr(Header, "encode", no_folding)
     assert AS_IS_WHEN_SHORT.fold_binary("Subject", "Autumn sale") == b"Subject: Autumn sale\n"
+    link = "<https://clarion.example.com/u/" + "A" * 90 + ">"
+    assert AS_IS_WHEN_SHORT.fold_binary("List-Unsubscribe", link) == (
+        f"List-Unsubscribe: \n {link}\n".encode()
+    )
     with pytest.raises(AssertionError, match="folded"):
         AS_IS_WHEN_SHORT.fold_binary("Subject", "Autumn sale " * 10)
 
@@ -78,6 +94,7 @@ def test_a_whole_email_has_the_bytes_djangos_policy_gives(linesep):
     built = EmailProvider(name="email", channel="email").build(message).message()
     assert {part.policy for part in built.walk()} == {AS_IS_WHEN_SHORT}
     ours = built.as_bytes(linesep=linesep)
+    assert b'\nContent-Type: multipart/alternative; boundary="=_' in b"\n" + ours
     for part in built.walk():
         part.policy = compat32
     assert ours == built.as_bytes(linesep=linesep)
