@@ -27,6 +27,20 @@ def test_a_token_of_one_scope_is_refused_in_another(ada):
     assert error.value.reason == "invalid"
 
 
+def test_a_token_is_what_djangos_signing_writes_and_follows_the_secret_key(
+    ada, promotions, settings, monkeypatch
+):
+    monkeypatch.setattr("time.time", lambda: 1_800_000_000.0)
+    token = make_token(ada, UNSUBSCRIBE, promotions)
+    payload = {"r": ada.pk, "c": promotions.pk}
+    salt = "clarion.preferences.unsubscribe"
+    assert token == signing.dumps(payload, salt=salt, compress=True)
+    settings.SECRET_KEY = "rotated-" + settings.SECRET_KEY
+    rotated = make_token(ada, UNSUBSCRIBE, promotions)
+    assert rotated != token
+    assert rotated == signing.dumps(payload, salt=salt, compress=True)
+
+
 def tampered(token: str) -> str:
     payload, _, signature = token.rpartition(":")
     return f"{payload}:{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
