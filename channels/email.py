@@ -33,6 +33,7 @@ from django.core.mail.utils import DNS_NAME
 from .base import AMBIGUOUS, PERMANENT, TRANSIENT, Message, Outcome
 from .http import error_for_exception, retry_after_seconds
 from .mime import AS_IS_WHEN_SHORT
+from .mime_build import text_message
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ BUILDS_BEFORE_SENDING = (
 
 
 class RenderedEmail(EmailMultiAlternatives):
-    """An email whose MIME boundaries are chosen when its message is built, and whose short
-    headers are written as they stand.
+    """An email built sooner (channels/mime_build.py), whose MIME boundaries are chosen when
+    its message is built, and whose short headers are written as they stand.
 
     Left unset, the standard library's generator picks a boundary at serialisation and
     compiles a new regular expression to search the whole text for it: a sixth of building
@@ -67,7 +68,7 @@ class RenderedEmail(EmailMultiAlternatives):
     """
 
     def message(self):
-        msg = super().message()
+        msg = text_message(self) or super().message()
         for part in msg.walk():
             if part.policy is compat32:  # Django's messages up to 5.2; never another policy
                 part.policy = AS_IS_WHEN_SHORT
