@@ -216,6 +216,9 @@ API_MAX_RECIPIENTS = env_int("API_MAX_RECIPIENTS", 1000)
 # How long each web process trusts the notification types it read (notifications/types.py):
 # a type changed on another node applies to new events within this many seconds.
 TYPE_CACHE_SECONDS = env_float("TYPE_CACHE_SECONDS", 2.0)
+# How long each process trusts which template versions it read as current
+# (templates_app/selection.py): a version published on another node is sent within this time.
+TEMPLATE_CACHE_SECONDS = env_float("TEMPLATE_CACHE_SECONDS", 2.0)
 
 # --- Celery -----------------------------------------------------------------------------
 if TRIAL_MODE and not env("CELERY_BROKER_URL"):

@@ -61,7 +61,8 @@ class MessageBuilder:
     def version_for(self, delivery: Delivery):
         key = (delivery.notification.type_id, delivery.channel)
         if key not in self._versions:
-            self._versions[key] = versions_for(*key)
+            # A test send shows staff the version they just saved, wherever it was saved.
+            self._versions[key] = versions_for(*key, fresh=delivery.is_test)
         return pick(self._versions[key], delivery.recipient.locale)
 
     def build(self, delivery: Delivery) -> tuple[Message, Any]:

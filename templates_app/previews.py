@@ -56,7 +56,7 @@ def preview_type(
     sms_recipient = recipient or Recipient(locale=locale)
     previews = []
     for channel in preview_channels(ntype, own_channel):
-        chosen = pick(versions_for(ntype.id, channel), locale)
+        chosen = pick(versions_for(ntype.id, channel, fresh=True), locale)
         if version is not None and channel == own_channel:
             chosen = version
         preview = _render(channel, chosen, context)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from .locales import locale_key
 from .models import Template, TemplateVersion
@@ -24,21 +28,23 @@ def locale_chain(locale: str) -> list[str]:
 
 
 # Versions never change once written (an edit makes a new one), so each process keeps those
-# it read: a send batch then asks only which versions are current, not for their content.
+# it read. Which version is current changes by hand (publishing, the catalog), so each
+# process trusts what it read for TEMPLATE_CACHE_SECONDS: a transactional send then reads no
+# template at all. A change saved in this process applies at once (the signals below), one
+# saved on another node within that many seconds.
 _read: dict[int, TemplateVersion] = {}
+_current: dict[tuple[int, str], tuple[float, dict[str, int]]] = {}
 _KEEP = 2048
 
 
-def versions_for(type_id: int, channel: str) -> dict[str, TemplateVersion]:
+def versions_for(type_id: int, channel: str, *, fresh: bool = False) -> dict[str, TemplateVersion]:
     """Current versions of one type and channel, keyed by ``locale_key``.
 
-    One query, two on a first read.
+    No query while the process trusts what it read; one, or two on a first read, otherwise.
+    ``fresh`` reads which are current now: staff who just saved a version and preview or test
+    it may reach another web process than the one that saved it.
     """
-    current = dict(
-        Template.objects.filter(
-            notification_type_id=type_id, channel=channel, current_version__isnull=False
-        ).values_list("locale", "current_version_id")
-    )
+    current = _current_ids(type_id, channel, fresh)
     versions = {vid: _read.get(vid) for vid in current.values()}
     missing = [vid for vid, version in versions.items() if version is None]
     if missing:
@@ -49,6 +55,30 @@ def versions_for(type_id: int, channel: str) -> dict[str, TemplateVersion]:
         _read.update(loaded)
     # A version deleted since the first query (its template went) is as good as none.
     return {locale_key(loc): versions[vid] for loc, vid in current.items() if versions[vid]}
+
+
+def _current_ids(type_id: int, channel: str, fresh: bool) -> dict[str, int]:
+    """Current version ids by the template's locale, as read at most a few seconds ago."""
+    now = time.monotonic()
+    hit = _current.get((type_id, channel))
+    if hit is not None and hit[0] > now and not fresh:
+        return hit[1]
+    current = dict(
+        Template.objects.filter(
+            notification_type_id=type_id, channel=channel, current_version__isnull=False
+        ).values_list("locale", "current_version_id")
+    )
+    if len(_current) > _KEEP:
+        _current.clear()
+    _current[(type_id, channel)] = (now + settings.TEMPLATE_CACHE_SECONDS, current)
+    return current
+
+
+@receiver(post_save, sender=Template)
+@receiver(post_delete, sender=Template)
+@receiver(post_delete, sender=TemplateVersion)  # a current one's template is set to none
+def _forget(**kwargs) -> None:
+    _current.clear()
 
 
 def pick(versions: dict[str, TemplateVersion], locale: str) -> TemplateVersion | None:

@@ -21,8 +21,9 @@ def queries_to_route_and_send(ntype, size: int, settings) -> int:
     # One send batch whatever the audience, so the count compares the work per batch.
     settings.SEND_BATCH_SIZE = 2000
     # Both runs read the type and the template versions, as a cold process would.
-    settings.TYPE_CACHE_SECONDS = 0
+    settings.TYPE_CACHE_SECONDS = settings.TEMPLATE_CACHE_SECONDS = 0
     selection._read.clear()
+    selection._current.clear()
     people = [
         {"external_id": f"p{size}-{i}", "email": f"p{size}-{i}@example.com"} for i in range(size)
     ]

@@ -217,6 +217,32 @@ def test_send_a_test_email_to_ones_own_address(
     assert f"Test email delivery #{delivery.id}: sent" in response.text
 
 
+def test_preview_and_test_send_show_a_version_saved_by_another_web_process_at_once(
+    admin_client, email_template, smtp_server, settings
+):
+    settings.TEMPLATE_CACHE_SECONDS = 60
+    preview = f"/admin/templates_app/template/{email_template.pk}/preview/"
+    assert "Order A-1" in admin_client.get(preview).text  # this process now trusts v1
+
+    def saved_elsewhere(number: int, subject: str) -> TemplateVersion:
+        content = {**EMAIL, "subject": subject}
+        version = TemplateVersion.objects.create(
+            template=email_template, number=number, content=content, compiled=content
+        )
+        # Saved through another gunicorn process: no signal reaches this one.
+        Template.objects.filter(pk=email_template.pk).update(current_version=version)
+        return version
+
+    second = saved_elsewhere(2, "Shipped {{ data.order_id }}")
+    admin_client.post(f"/admin/templates_app/template/{email_template.pk}/test-send/")
+    [message] = smtp_server.inbox.wait_for(1)
+    assert message["Subject"] == "Shipped A-1"
+    assert Delivery.objects.get().template_version == second
+
+    saved_elsewhere(3, "Delivered {{ data.order_id }}")
+    assert "Delivered A-1" in admin_client.get(preview).text
+
+
 def test_send_a_test_in_app_message_to_ones_own_feed(admin_client, admin_user, ntype):
     template = TemplateFactory(notification_type=ntype, channel="in_app")
     template_version_save(template, {"title": "T {{ data.order_id }}", "body": "b"})

@@ -1,4 +1,5 @@
-"""A send batch reads which template versions are current, and each version's content once."""
+"""A send batch reads each version's content once, and which versions are current once per
+TEMPLATE_CACHE_SECONDS, or at once after a change saved in the same process."""
 
 from __future__ import annotations
 
@@ -7,10 +8,19 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from templates_app import selection
-from templates_app.models import TemplateVersion
+from templates_app.models import Template, TemplateVersion
 from tests.factories import add_template, notification_type_with_templates
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def cold_process(settings):
+    settings.TEMPLATE_CACHE_SECONDS = 60
+    selection._read.clear()
+    selection._current.clear()
+    yield
+    selection._current.clear()
 
 
 def read(ntype, channel="sms"):
@@ -19,32 +29,77 @@ def read(ntype, channel="sms"):
     return versions, len(captured)
 
 
-def test_a_version_read_once_is_not_read_again():
+def texts(versions) -> dict[str, str]:
+    return {locale: version.content["text"] for locale, version in versions.items()}
+
+
+def newer_version(template: Template, text: str) -> TemplateVersion:
+    number = template.versions.count() + 1
+    return TemplateVersion.objects.create(
+        template=template,
+        number=number,
+        content={"text": text},
+        compiled={"text": text},
+        checksum=str(number),
+    )
+
+
+def test_versions_are_read_once_and_which_are_current_once_within_the_cache_time():
     ntype = notification_type_with_templates(channels=("sms",))
     add_template(ntype, "sms", {"text": "Bonjour"}, locale="fr")
-    selection._read.clear()
+    selection._current.clear()
 
     first, first_queries = read(ntype)
     second, second_queries = read(ntype)
 
-    assert {k: v.content["text"] for k, v in second.items()} == {
-        "en": first["en"].content["text"],
-        "fr": "Bonjour",
-    }
-    assert (first_queries, second_queries) == (2, 1)
+    assert texts(second) == {"en": first["en"].content["text"], "fr": "Bonjour"}
+    assert (first_queries, second_queries) == (2, 0)
 
 
-def test_a_newly_published_version_is_used_at_once():
+def test_which_version_is_current_is_read_again_once_its_time_is_up(settings, monkeypatch):
+    settings.TEMPLATE_CACHE_SECONDS = 2
+    ntype = notification_type_with_templates(channels=("sms",))
+    template = ntype.templates.get(channel="sms", locale="en")
+    newer = newer_version(template, "v2")
+    read(ntype)
+    # Published on another node: no signal reaches this process.
+    Template.objects.filter(pk=template.pk).update(current_version=newer)
+    now = selection.time.monotonic()
+
+    monkeypatch.setattr(selection.time, "monotonic", lambda: now + 1)
+    assert texts(read(ntype)[0]) != {"en": "v2"}
+    monkeypatch.setattr(selection.time, "monotonic", lambda: now + 3)
+    assert read(ntype) == ({"en": newer}, 2)  # which is current, then the new content
+
+
+def test_a_version_published_in_this_process_is_used_at_once():
     ntype = notification_type_with_templates(channels=("sms",))
     read(ntype)
     template = ntype.templates.get(channel="sms", locale="en")
-    newer = TemplateVersion.objects.create(
-        template=template, number=2, content={"text": "v2"}, compiled={"text": "v2"}, checksum="2"
-    )
-    template.current_version = newer
+    template.current_version = newer_version(template, "v2")
     template.save(update_fields=["current_version"])
 
-    assert read(ntype)[0]["en"].content == {"text": "v2"}
+    assert texts(read(ntype)[0]) == {"en": "v2"}
+
+
+def test_a_template_added_or_deleted_in_this_process_counts_at_once():
+    ntype = notification_type_with_templates(channels=("sms",))
+    read(ntype)
+
+    added = add_template(ntype, "sms", {"text": "Bonjour"}, locale="fr")
+    assert set(read(ntype)[0]) == {"en", "fr"}
+    added.template.delete()
+    assert set(read(ntype)[0]) == {"en"}
+
+
+def test_a_deleted_current_version_is_not_sent():
+    ntype = notification_type_with_templates(channels=("sms",))
+    read(ntype)
+
+    # Its template's current_version is set to none by the database cascade, not by a save.
+    TemplateVersion.objects.filter(template__notification_type=ntype).delete()
+
+    assert read(ntype) == ({}, 1)
 
 
 def test_a_type_without_templates_has_no_versions():
