@@ -107,24 +107,27 @@ def test_many_rows_keep_every_value_through_the_one_array_per_column_write():
         assert (found.data, found.recipient_ids) == (row.data, row.recipient_ids)
 
 
-def test_bulk_set_writes_each_row_its_own_values_nulls_included():
+@pytest.mark.parametrize("count", [1, len(AWKWARD)], ids=["one row", "many rows"])
+def test_bulk_set_writes_each_row_its_own_values_nulls_included(count):
     notification = Notification.objects.create(type=NotificationTypeFactory(), recipient_ids=[])
     deliveries = [
         Delivery.objects.create(
             notification=notification, recipient=RecipientFactory(), channel="email"
         )
-        for _ in AWKWARD
+        for _ in range(count + 1)
     ]
+    *changed, bystander = deliveries
     soon = timezone.now() + timedelta(minutes=5)
-    for i, (delivery, text) in enumerate(zip(deliveries, AWKWARD, strict=True)):
+    for i, (delivery, text) in enumerate(zip(changed, AWKWARD, strict=False)):
         delivery.error_message = text
-        delivery.attempts = i
+        delivery.attempts = i + 1
         delivery.summary = text[::-1]
-        delivery.next_attempt_at = None if i % 2 else soon
+        delivery.next_attempt_at = soon if i % 2 else None
+        bystander.error_message, bystander.attempts = "not written", 9
 
-    bulk_set(Delivery, deliveries, ["error_message", "attempts", "summary", "next_attempt_at"])
+    bulk_set(Delivery, changed, ["error_message", "attempts", "summary", "next_attempt_at"])
 
-    for delivery in deliveries:
+    for delivery in changed:
         found = Delivery.objects.get(id=delivery.id)
         assert (found.error_message, found.attempts, found.summary, found.next_attempt_at) == (
             delivery.error_message,
@@ -132,3 +135,5 @@ def test_bulk_set_writes_each_row_its_own_values_nulls_included():
             delivery.summary,
             delivery.next_attempt_at,
         )
+    found = Delivery.objects.get(id=bystander.id)
+    assert (found.error_message, found.attempts) == ("", 0)
