@@ -56,13 +56,13 @@ class MessageBuilder:
     """Renders deliveries of one batch, caching template versions per (type, channel)."""
 
     def __init__(self) -> None:
-        self._versions: dict[tuple[int, str], dict] = {}
+        self._versions: dict[tuple[int, str, bool], dict] = {}
 
     def version_for(self, delivery: Delivery):
-        key = (delivery.notification.type_id, delivery.channel)
+        # A test send shows staff the version they just saved, wherever it was saved.
+        key = (delivery.notification.type_id, delivery.channel, delivery.is_test)
         if key not in self._versions:
-            # A test send shows staff the version they just saved, wherever it was saved.
-            self._versions[key] = versions_for(*key, fresh=delivery.is_test)
+            self._versions[key] = versions_for(*key[:2], fresh=delivery.is_test)
         return pick(self._versions[key], delivery.recipient.locale)
 
     def build(self, delivery: Delivery) -> tuple[Message, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -68,9 +69,13 @@ def _current_ids(type_id: int, channel: str, fresh: bool) -> dict[str, int]:
             notification_type_id=type_id, channel=channel, current_version__isnull=False
         ).values_list("locale", "current_version_id")
     )
-    if len(_current) > _KEEP:
-        _current.clear()
-    _current[(type_id, channel)] = (now + settings.TEMPLATE_CACHE_SECONDS, current)
+    # "No template" is never kept: a delivery without one fails for good, so one published on
+    # another node a moment ago must be found. Nor is a fresh read (a preview, a test send):
+    # it may run in the transaction that saves the template, which may yet be rolled back.
+    if current and not fresh:
+        if len(_current) > _KEEP:
+            _current.clear()
+        _current[(type_id, channel)] = (now + settings.TEMPLATE_CACHE_SECONDS, current)
     return current
 
 
@@ -78,7 +83,10 @@ def _current_ids(type_id: int, channel: str, fresh: bool) -> dict[str, int]:
 @receiver(post_delete, sender=Template)
 @receiver(post_delete, sender=TemplateVersion)  # a current one's template is set to none
 def _forget(**kwargs) -> None:
+    # Now, for this transaction's own reads, and at its commit: another thread may read the
+    # old state in between and would keep it for the whole TTL.
     _current.clear()
+    transaction.on_commit(_current.clear)
 
 
 def pick(versions: dict[str, TemplateVersion], locale: str) -> TemplateVersion | None:

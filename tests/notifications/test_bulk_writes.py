@@ -110,19 +110,24 @@ def test_many_rows_keep_every_value_through_the_one_array_per_column_write():
 @pytest.mark.parametrize("count", [1, len(AWKWARD)], ids=["one row", "many rows"])
 def test_bulk_set_writes_each_row_its_own_values_nulls_included(count):
     notification = Notification.objects.create(type=NotificationTypeFactory(), recipient_ids=[])
+    earlier = timezone.now() + timedelta(minutes=1)
     deliveries = [
         Delivery.objects.create(
-            notification=notification, recipient=RecipientFactory(), channel="email"
+            notification=notification,
+            recipient=RecipientFactory(),
+            channel="email",
+            next_attempt_at=earlier,
         )
         for _ in range(count + 1)
     ]
     *changed, bystander = deliveries
-    soon = timezone.now() + timedelta(minutes=5)
+    soon = earlier + timedelta(minutes=5)
     for i, (delivery, text) in enumerate(zip(changed, AWKWARD, strict=False)):
         delivery.error_message = text
         delivery.attempts = i + 1
         delivery.summary = text[::-1]
-        delivery.next_attempt_at = soon if i % 2 else None
+        # A new time over the old one (the only row, when there is one), or none over it.
+        delivery.next_attempt_at = None if i % 2 else soon
         bystander.error_message, bystander.attempts = "not written", 9
 
     bulk_set(Delivery, changed, ["error_message", "attempts", "summary", "next_attempt_at"])
@@ -136,4 +141,4 @@ def test_bulk_set_writes_each_row_its_own_values_nulls_included(count):
             delivery.next_attempt_at,
         )
     found = Delivery.objects.get(id=bystander.id)
-    assert (found.error_message, found.attempts) == ("", 0)
+    assert (found.error_message, found.attempts, found.next_attempt_at) == ("", 0, earlier)

@@ -106,3 +106,58 @@ def test_a_type_without_templates_has_no_versions():
     ntype = notification_type_with_templates(channels=("sms",))
 
     assert read(ntype, "email") == ({}, 1)
+
+
+def test_no_template_is_never_trusted_so_one_published_on_another_node_is_found_at_once():
+    ntype = notification_type_with_templates(channels=("sms",))
+    template = ntype.templates.get(channel="sms", locale="en")
+    Template.objects.filter(pk=template.pk).update(current_version=None)
+    assert read(ntype) == ({}, 1)
+
+    # Published on another node: no signal reaches this process, and no time passes.
+    Template.objects.filter(pk=template.pk).update(current_version=template.versions.get())
+
+    assert set(read(ntype)[0]) == {"en"}
+
+
+def test_a_fresh_read_is_not_kept_for_other_reads():
+    ntype = notification_type_with_templates(channels=("sms",))
+    selection._current.clear()
+    selection.versions_for(ntype.id, "sms", fresh=True)
+
+    assert read(ntype)[1] == 1  # which is current, read again
+
+
+def test_a_save_forgets_what_was_read_again_when_it_commits(django_capture_on_commit_callbacks):
+    ntype = notification_type_with_templates(channels=("sms",))
+    template = ntype.templates.get(channel="sms", locale="en")
+    old = template.current_version_id
+    with django_capture_on_commit_callbacks(execute=True):
+        template.current_version = newer_version(template, "v2")
+        template.save(update_fields=["current_version"])
+        # Another thread reads between the save and its commit, and sees the old version.
+        selection._current[(ntype.id, "sms")] = (float("inf"), {"en": old})
+
+    assert texts(read(ntype)[0]) == {"en": "v2"}
+
+
+def test_a_test_send_batched_after_a_real_send_still_reads_which_version_is_current():
+    from notifications.messages import MessageBuilder
+    from notifications.models import Delivery, Notification
+    from tests.factories import RecipientFactory
+
+    ntype = notification_type_with_templates(channels=("sms",))
+    template = ntype.templates.get(channel="sms", locale="en")
+    notification = Notification.objects.create(type=ntype, data={})
+    recipient = RecipientFactory()
+    builder = MessageBuilder()
+    real = Delivery(notification=notification, recipient=recipient, channel="sms")
+    test = Delivery(notification=notification, recipient=recipient, channel="sms", is_test=True)
+    builder.version_for(real)
+
+    # Saved on another web process a moment ago: only a fresh read sees it.
+    newer = newer_version(template, "v2")
+    Template.objects.filter(pk=template.pk).update(current_version=newer)
+
+    assert builder.version_for(test) == newer
+    assert builder.version_for(real) != newer
