@@ -53,16 +53,21 @@ def context_for(delivery: Delivery) -> dict[str, Any]:
 
 
 class MessageBuilder:
-    """Renders deliveries of one batch, caching template versions per (type, channel)."""
+    """Renders deliveries of one batch, reading template versions once per type and channel
+    (and once more for test sends among them)."""
 
     def __init__(self) -> None:
         self._versions: dict[tuple[int, str, bool], dict] = {}
 
     def version_for(self, delivery: Delivery):
         # A test send shows staff the version they just saved, wherever it was saved.
-        key = (delivery.notification.type_id, delivery.channel, delivery.is_test)
+        type_id, channel, fresh = key = (
+            delivery.notification.type_id,
+            delivery.channel,
+            delivery.is_test,
+        )
         if key not in self._versions:
-            self._versions[key] = versions_for(*key[:2], fresh=delivery.is_test)
+            self._versions[key] = versions_for(type_id, channel, fresh=fresh)
         return pick(self._versions[key], delivery.recipient.locale)
 
     def build(self, delivery: Delivery) -> tuple[Message, Any]:

@@ -7,9 +7,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from notifications.messages import MessageBuilder
+from notifications.models import Delivery, Notification
 from templates_app import selection
 from templates_app.models import Template, TemplateVersion
-from tests.factories import add_template, notification_type_with_templates
+from tests.factories import RecipientFactory, add_template, notification_type_with_templates
 
 pytestmark = pytest.mark.django_db
 
@@ -122,7 +124,6 @@ def test_no_template_is_never_trusted_so_one_published_on_another_node_is_found_
 
 def test_a_fresh_read_is_not_kept_for_other_reads():
     ntype = notification_type_with_templates(channels=("sms",))
-    selection._current.clear()
     selection.versions_for(ntype.id, "sms", fresh=True)
 
     assert read(ntype)[1] == 1  # which is current, read again
@@ -142,10 +143,6 @@ def test_a_save_forgets_what_was_read_again_when_it_commits(django_capture_on_co
 
 
 def test_a_test_send_batched_after_a_real_send_still_reads_which_version_is_current():
-    from notifications.messages import MessageBuilder
-    from notifications.models import Delivery, Notification
-    from tests.factories import RecipientFactory
-
     ntype = notification_type_with_templates(channels=("sms",))
     template = ntype.templates.get(channel="sms", locale="en")
     notification = Notification.objects.create(type=ntype, data={})
