@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection, transaction
 from django.test import TestCase
@@ -9,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from notifications import broadcasts, clock, enqueue, fanout, routing, services
 from notifications.models import Delivery, Notification, Recipient
+from preferences.eligibility import Decision, Skip
 from preferences.models import Suppression
 from preferences.services import Actor, unsubscribe_all_marketing
 from preferences.suppressions import suppression_add
@@ -152,6 +155,47 @@ def test_a_fan_out_turns_jit_off_for_its_own_transaction_only(deals):
         assert fanout.fan_out(notification, clock.now()).created == 6
         assert jit() == "off"
     assert jit() == before
+
+
+def test_copied_rows_are_the_rows_the_orm_writes(deals):
+    """COPY (binary, over a template of the model's defaults) writes, column by column, what
+    saving the same Delivery through the ORM writes: any column typed or defaulted wrongly
+    differs here."""
+    copied, saved = people(4, prefix="c"), people(4, prefix="s")
+    notification = Notification.objects.create(type=deals, audience={"all": True})
+    now = clock.now()
+
+    def rows(who: list[Recipient]) -> list[dict]:
+        decisions = [
+            Decision(who[0].id, "email"),
+            Decision(who[1].id, "email", skip_reason=Skip.SUPPRESSED),
+            Decision(who[2].id, "in_app", defer_until=now + timedelta(hours=3, microseconds=7)),
+            Decision(who[3].id, "email", digest="weekly"),
+        ]
+        return [fanout._delivery(notification, d, "console", now) for d in decisions]
+
+    assert fanout.copy_deliveries(rows(copied)) == 4
+    Delivery.objects.bulk_create(Delivery(**row) for row in rows(saved))
+
+    def written(who: list[Recipient]) -> list[dict]:
+        return list(Delivery.objects.filter(recipient__in=who).order_by("recipient_id").values())
+
+    assert [row["status"] for row in written(copied)] == [
+        "pending",
+        "skipped",
+        "deferred",
+        "digested",
+    ]
+    # The ORM stamps its own creation and update times (auto_now); COPY writes the routing's.
+    assert {(row["created_at"], row["updated_at"]) for row in written(copied)} == {(now, now)}
+    apart = {"id", "recipient_id", "created_at", "updated_at"}
+    differences = {
+        column
+        for copy, orm in zip(written(copied), written(saved), strict=True)
+        for column in copy.keys() - apart
+        if copy[column] != orm[column]
+    }
+    assert differences == set()
 
 
 def test_pending_sends_are_published_once_each_in_batches_per_channel(deals, settings, monkeypatch):
