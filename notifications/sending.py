@@ -38,11 +38,15 @@ def claim(delivery_ids: list[int], journal: SendJournal | None = None) -> list[D
     """Move pending deliveries to sending and return them, each to exactly one caller."""
     now = clock.now()
     with transaction.atomic():
-        ids = list(
+        # Asked by id alone, the status checked on the rows locked: with the status in the
+        # query, a planner that had not yet seen a broadcast's rows (no ANALYZE since the
+        # fan-out) read every pending delivery through the in-flight index to find these.
+        locked = (
             Delivery.objects.select_for_update(skip_locked=True)
-            .filter(id__in=delivery_ids, status=Delivery.Status.PENDING)
-            .values_list("id", flat=True)
+            .filter(id__in=delivery_ids)
+            .values_list("id", "status")
         )
+        ids = [pk for pk, status in locked if status == Delivery.Status.PENDING]
         if not ids:
             return []
         if journal is not None:

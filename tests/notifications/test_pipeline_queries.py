@@ -12,7 +12,11 @@ from notifications.models import Delivery
 from notifications.routing import route_notifications
 from notifications.sending import claim
 from templates_app import selection
-from tests.factories import notification_type_with_templates
+from tests.factories import (
+    NotificationFactory,
+    RecipientFactory,
+    notification_type_with_templates,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -69,3 +73,32 @@ def test_a_claimed_batch_reads_its_notification_once_and_never_its_recipient_lis
     assert batch[0].notification.type.key == "order-shipped"
     assert not any("recipient_ids" in q["sql"] for q in captured), "the recipient list was read"
     assert batch[0].recipient.email.endswith("@example.com")
+
+
+@pytest.mark.django_db(transaction=True)  # tables no ANALYZE has seen, as right after a fan-out
+def test_a_claim_finds_its_batch_by_primary_key_however_many_deliveries_wait():
+    """With the status in its query, a planner that had not seen the pending rows read every
+    one of them through the in-flight index to find a batch: ~11 ms a batch of 100 among
+    97,000, against ~0.1 ms by primary key."""
+    notification = NotificationFactory(
+        type=notification_type_with_templates(key="order-shipped", channels=("email",))
+    )
+    people = RecipientFactory.create_batch(300)
+    Delivery.objects.bulk_create(
+        Delivery(notification=notification, recipient=person, channel="email", provider="console")
+        for person in people
+    )
+    ids = list(Delivery.objects.order_by("id").values_list("id", flat=True)[100:200])
+
+    with CaptureQueriesContext(connection) as captured:
+        batch = claim(ids)
+    [lock] = [q["sql"] for q in captured if "FOR UPDATE" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {lock}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    # Asked by id alone: no index on the status can be taken for the way to them.
+    assert "delivery_in_flight" not in plan and "status" not in plan
+    assert sorted(d.id for d in batch) == ids
+    assert claim(ids) == [], "a delivery no longer pending was claimed again"
+    assert Delivery.objects.filter(status="pending").count() == 200
