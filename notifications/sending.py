@@ -13,7 +13,7 @@ from collections import defaultdict
 import jinja2
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from channels.base import PERMANENT, TRANSIENT, Message, Outcome
 from preferences.eligibility import decide
@@ -38,15 +38,14 @@ def claim(delivery_ids: list[int], journal: SendJournal | None = None) -> list[D
     """Move pending deliveries to sending and return them, each to exactly one caller."""
     now = clock.now()
     with transaction.atomic():
-        # Asked by id alone, the status checked on the rows locked: with the status in the
-        # query, a planner that had not yet seen a broadcast's rows (no ANALYZE since the
-        # fan-out) read every pending delivery through the in-flight index to find these.
-        locked = (
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(id__in=delivery_ids)
-            .values_list("id", "status")
-        )
-        ids = [pk for pk, status in locked if status == Delivery.Status.PENDING]
+        # Found by id alone, then locked: with the status in the query, a planner that had
+        # not yet seen a broadcast's rows (no ANALYZE since the fan-out) read every pending
+        # delivery through the in-flight index to find these. Only those that look pending
+        # are locked, so a batch published twice holds nothing another writer wants; the
+        # status is read again from the locked rows, since another claim may have won.
+        pending = _pending(Delivery.objects.filter(id__in=delivery_ids))
+        locked = Delivery.objects.select_for_update(skip_locked=True, no_key=True)
+        ids = _pending(locked.filter(id__in=pending)) if pending else []
         if not ids:
             return []
         if journal is not None:
@@ -61,6 +60,12 @@ def claim(delivery_ids: list[int], journal: SendJournal | None = None) -> list[D
     return _with_notifications(
         list(Delivery.objects.filter(id__in=ids).select_related("recipient").order_by("id"))
     )
+
+
+def _pending(deliveries: QuerySet) -> list[int]:
+    """The ids of those deliveries that are pending, the status compared here, not in SQL."""
+    rows = deliveries.values_list("id", "status")
+    return [pk for pk, status in rows if status == Delivery.Status.PENDING]
 
 
 def _with_notifications(deliveries: list[Delivery]) -> list[Delivery]:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
 from notifications import services
-from notifications.models import Delivery
+from notifications.models import Delivery, Recipient
 from notifications.routing import route_notifications
 from notifications.sending import claim
 from templates_app import selection
-from tests.factories import (
-    NotificationFactory,
-    RecipientFactory,
-    notification_type_with_templates,
-)
+from tests.factories import NotificationFactory, notification_type_with_templates
 
 pytestmark = pytest.mark.django_db
 
@@ -76,29 +73,46 @@ def test_a_claimed_batch_reads_its_notification_once_and_never_its_recipient_lis
 
 
 @pytest.mark.django_db(transaction=True)  # tables no ANALYZE has seen, as right after a fan-out
-def test_a_claim_finds_its_batch_by_primary_key_however_many_deliveries_wait():
+def test_a_claim_finds_its_batch_by_id_alone_and_locks_only_what_it_claims():
     """With the status in its query, a planner that had not seen the pending rows read every
-    one of them through the in-flight index to find a batch: ~11 ms a batch of 100 among
-    97,000, against ~0.1 ms by primary key."""
+    one of them through the in-flight index to find a batch (~11 ms a batch of 100 among
+    97,000, against ~0.1 ms by primary key). Rows of the batch that are no longer pending
+    (a batch published twice) are left unlocked: the sweeper skips locked rows, and other
+    writers wait on them."""
     notification = NotificationFactory(
         type=notification_type_with_templates(key="order-shipped", channels=("email",))
     )
-    people = RecipientFactory.create_batch(300)
+    people = Recipient.objects.bulk_create(
+        Recipient(external_id=f"p{i}", email=f"p{i}@example.com") for i in range(300)
+    )
     Delivery.objects.bulk_create(
-        Delivery(notification=notification, recipient=person, channel="email", provider="console")
+        Delivery(notification=notification, recipient=person, channel="email", provider="x")
         for person in people
     )
     ids = list(Delivery.objects.order_by("id").values_list("id", flat=True)[100:200])
+    sent = ids[:10]
+    Delivery.objects.filter(id__in=sent).update(status="sent")
 
-    with CaptureQueriesContext(connection) as captured:
-        batch = claim(ids)
-    [lock] = [q["sql"] for q in captured if "FOR UPDATE" in q["sql"]]
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN {lock}")
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    with transaction.atomic():  # the claim's locks held until this commits
+        with CaptureQueriesContext(connection) as captured:
+            batch = claim(ids)
+        [lock] = [q["sql"] for q in captured if "FOR NO KEY UPDATE" in q["sql"]]
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {lock}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert sorted(d.id for d in batch) == ids[10:]
+        assert locked_elsewhere(sent) == []
+        assert locked_elsewhere(ids[10:]) == ids[10:]
 
-    # Asked by id alone: no index on the status can be taken for the way to them.
-    assert "delivery_in_flight" not in plan and "status" not in plan
-    assert sorted(d.id for d in batch) == ids
+    assert "delivery_in_flight" not in plan
     assert claim(ids) == [], "a delivery no longer pending was claimed again"
-    assert Delivery.objects.filter(status="pending").count() == 200
+
+
+def locked_elsewhere(ids: list[int]) -> list[int]:
+    """Which of these deliveries another connection finds locked."""
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        free = other.execute(
+            "SELECT id FROM notifications_delivery WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED",
+            [ids],
+        ).fetchall()
+    return sorted(set(ids) - {pk for (pk,) in free})
