@@ -17,6 +17,7 @@ in it if the cursor has not passed them yet (ids only grow).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from . import clock, enqueue
 from .broadcasts import audience_queryset
 from .models import Delivery, Notification
 from .routing import TRANSIENT, claimable, mark_failed
+
+# A type's modifiers in a column definition: "varchar(16)", "timestamp(3) with time zone".
+MODIFIERS = re.compile(r"\(\d+(?:,\s*\d+)?\)")
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,6 @@ def fan_out(
     audience = audience_queryset(notification.audience or {})
     providers = {channel: primary_provider(channel) for channel in ntype.channels}
     batch_size = min(settings.BROADCAST_BATCH_SIZE, limit or settings.BROADCAST_BATCH_SIZE)
-    _plan_for_batches()
     created = taken = 0
     last = after
     more = False
@@ -133,27 +136,6 @@ def fan_out(
             more = len(contacts) == batch_size and audience.filter(pk__gt=last).exists()
             break
     return Chunk(created, last, more)
-
-
-def _plan_for_batches() -> None:
-    """Query plans that suit a fan-out's batches, for the rest of the routing transaction.
-
-    - No JIT compilation. A batch's audience query (every recipient's choices resolved in
-      SQL) is estimated costly enough to compile, and compiling took ~45 ms of a ~100 ms
-      query, every batch.
-    - No sorting. A batch is the next recipients in id order, which the primary key reads
-      in that order. With no statistics on the recipients (a new install after an import,
-      autovacuum behind) PostgreSQL guessed the table small, then read all of it and sorted
-      it for every batch: ~21 ms a batch of 5,000 out of 100,000 against ~5 ms, and work
-      that grows with the square of the audience.
-
-    Set per transaction, not per connection, so it holds through any pooler.
-    """
-    if connection.vendor == "postgresql" and connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('jit', 'off', true), set_config('enable_sort', 'off', true)"
-            )
 
 
 def _delivery(notification: Notification, decision, provider: str, now: datetime) -> dict:
@@ -201,8 +183,8 @@ def copy_deliveries(rows: Iterable[dict[str, Any]]) -> int:
     table = connection.ops.quote_name(Delivery._meta.db_table)
     # Binary: psycopg packs ids and times as they are, instead of spelling them out as text
     # for PostgreSQL to parse back (docs/performance.md). Binary rows need each column's
-    # type, named without its length ("varchar(16)" is "varchar").
-    types = [f.db_type(connection).split("(")[0] for f in fields]
+    # type, named without its modifiers ("varchar(16)" is "varchar").
+    types = [MODIFIERS.sub("", f.db_type(connection)) for f in fields]
     count = 0
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -213,7 +195,9 @@ def copy_deliveries(rows: Iterable[dict[str, Any]]) -> int:
                 values = defaults.copy()
                 for name, value in row.items():
                     values[position[name]] = value
-                # Every value here is plain (ids, text, datetimes): psycopg adapts it as is.
+                # Each value is packed by its column's type, so it must be what that type's
+                # dumper takes: a UUID, an int, a str, an aware datetime, a bool or None.
+                # The rows and the model's defaults are; a test holds them to the ORM's.
                 copy.write_row(values)
                 count += 1
     return count

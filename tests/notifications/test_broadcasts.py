@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
 from django.db import connection, transaction
@@ -11,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from notifications import broadcasts, clock, enqueue, fanout, routing, services
 from notifications.models import Delivery, Notification, Recipient
+from preferences import eligibility
 from preferences.eligibility import Decision, Skip
 from preferences.models import Suppression
 from preferences.services import Actor, unsubscribe_all_marketing
@@ -141,7 +144,8 @@ def test_fan_out_takes_the_same_queries_for_100_and_10000_recipients(deals, sett
 
 
 @pytest.mark.django_db(transaction=True)  # a real transaction, not a savepoint
-def test_a_fan_out_turns_jit_and_sorting_off_for_its_own_transaction_only(deals):
+def test_a_fan_out_plans_each_batch_query_alone_without_jit_or_sorting(deals, settings):
+    settings.BROADCAST_BATCH_SIZE = 2
     people(3)
     notification = Notification.objects.create(type=deals, audience={"all": True})
 
@@ -150,10 +154,21 @@ def test_a_fan_out_turns_jit_and_sorting_off_for_its_own_transaction_only(deals)
             cursor.execute("SELECT current_setting('jit'), current_setting('enable_sort')")
             return cursor.fetchone()
 
+    seen = []
+    real_plan = eligibility.keyset_plan
+
+    @contextmanager
+    def watched_plan():
+        with real_plan():
+            seen.append(planner())
+            yield
+
     before = planner()
     with transaction.atomic():
-        assert fanout.fan_out(notification, clock.now()).created == 6
-        assert planner() == ("off", "off")
+        with patch.object(eligibility, "keyset_plan", watched_plan):
+            assert fanout.fan_out(notification, clock.now()).created == 6
+        assert planner() == before, "the settings outlived the batch queries"
+    assert seen == [("off", "off")] * 3  # two batches, then the empty one that ends them
     assert planner() == before
 
 
@@ -169,7 +184,7 @@ def test_a_fan_out_reads_each_batch_through_the_primary_key_without_sorting(deal
             assert fanout.fan_out(notification, clock.now()).created == 50
         batches = [q["sql"] for q in captured if '"_opt_out_email"' in q["sql"]]
         assert len(batches) > 1
-        with connection.cursor() as cursor:
+        with eligibility.keyset_plan(), connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN {batches[1]}")
             plan = "\n".join(row[0] for row in cursor.fetchall())
 
