@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
+from psycopg.pq import TransactionStatus
 
 from notifications import lookups  # noqa: F401 - registers field__any
 from notifications.models import Delivery, NotificationType, Recipient, Traffic
@@ -532,8 +533,8 @@ def keyset_plan() -> Iterator[None]:
       that grows with the square of the audience.
 
     Set for the transaction (``set_config``'s ``true``), so it holds through any pooler,
-    and put back at once, so nothing else in the transaction is planned under it. Outside
-    a transaction there is nothing to hold it: PostgreSQL plans as it would.
+    and put back after the query, so nothing else in the transaction is planned under it.
+    Outside a transaction there is nothing to hold it: PostgreSQL plans as it would.
     """
     if connection.vendor != "postgresql" or not connection.in_atomic_block:
         yield
@@ -544,11 +545,16 @@ def keyset_plan() -> Iterator[None]:
             " set_config('jit', 'off', true), set_config('enable_sort', 'off', true)"
         )
         jit, sort, *_ = cursor.fetchone()
-        yield
-        # Not reached when the query fails: the rollback that follows undoes the settings.
-        cursor.execute(
-            "SELECT set_config('jit', %s, true), set_config('enable_sort', %s, true)", [jit, sort]
-        )
+        try:
+            yield
+        finally:
+            # Put back whatever stopped the query (a time limit, say), unless the database
+            # failed it: that transaction is over, and its rollback undoes the settings.
+            if connection.connection.info.transaction_status != TransactionStatus.INERROR:
+                cursor.execute(
+                    "SELECT set_config('jit', %s, true), set_config('enable_sort', %s, true)",
+                    [jit, sort],
+                )
 
 
 def _batch_skip_reason(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import timedelta
-from unittest.mock import patch
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection, transaction
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
@@ -154,22 +153,42 @@ def test_a_fan_out_plans_each_batch_query_alone_without_jit_or_sorting(deals, se
             cursor.execute("SELECT current_setting('jit'), current_setting('enable_sort')")
             return cursor.fetchone()
 
-    seen = []
-    real_plan = eligibility.keyset_plan
-
-    @contextmanager
-    def watched_plan():
-        with real_plan():
-            seen.append(planner())
-            yield
-
-    before = planner()
     with transaction.atomic():
-        with patch.object(eligibility, "keyset_plan", watched_plan):
+        with connection.cursor() as cursor:  # known values to put back, whatever the server's
+            cursor.execute(
+                "SELECT set_config('jit', 'on', true), set_config('enable_sort', 'on', true)"
+            )
+        with CaptureQueriesContext(connection) as captured:
             assert fanout.fan_out(notification, clock.now()).created == 6
-        assert planner() == before, "the settings outlived the batch queries"
-    assert seen == [("off", "off")] * 3  # two batches, then the empty one that ends them
-    assert planner() == before
+        assert planner() == ("on", "on"), "the settings outlived the batch queries"
+
+    queries = [q["sql"] for q in captured]
+    batches = [i for i, sql in enumerate(queries) if '"_opt_out_email"' in sql]
+    assert len(batches) == 3  # two batches, then the empty one that ends them
+    for i in batches:
+        assert (
+            "set_config('jit', 'off', true), set_config('enable_sort', 'off', true)"
+            in (queries[i - 1])
+        )
+        assert (
+            "set_config('jit', 'on', true), set_config('enable_sort', 'on', true)"
+            in (queries[i + 1])
+        )
+
+
+@pytest.mark.django_db(transaction=True)  # a real transaction, not a savepoint
+def test_the_batch_settings_are_put_back_after_a_query_stopped_short_of_the_database():
+    def planner() -> tuple[str, str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('jit'), current_setting('enable_sort')")
+            return cursor.fetchone()
+
+    with transaction.atomic():
+        before = planner()
+        with pytest.raises(SoftTimeLimitExceeded), eligibility.keyset_plan():
+            assert planner() == ("off", "off")
+            raise SoftTimeLimitExceeded()  # as the task's time limit does, mid-query
+        assert planner() == before
 
 
 @pytest.mark.django_db(transaction=True)  # tables no ANALYZE has seen, as after an import
