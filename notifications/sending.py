@@ -1,8 +1,8 @@
 """Sending: claim a batch of deliveries, re-check eligibility, render, send, record.
 
 A delivery is claimed (pending -> sending, attempts + 1) before anything is sent, under
-``FOR UPDATE SKIP LOCKED``, so any number of workers can be handed the same ids and each
-delivery goes out once. One provider call per provider per batch.
+``FOR NO KEY UPDATE SKIP LOCKED``, so any number of workers can be handed the same ids and
+each delivery goes out once. One provider call per provider per batch.
 """
 
 from __future__ import annotations

@@ -101,18 +101,24 @@ def test_a_claim_finds_its_batch_by_id_alone_and_locks_only_what_it_claims():
             cursor.execute(f"EXPLAIN {lock}")
             plan = "\n".join(row[0] for row in cursor.fetchall())
         assert sorted(d.id for d in batch) == ids[10:]
-        assert locked_elsewhere(sent) == []
-        assert locked_elsewhere(ids[10:]) == ids[10:]
+        assert locked_elsewhere(sent, "FOR UPDATE") == []
+        # Claimed rows stay open to a new row's foreign-key check (FOR NO KEY UPDATE).
+        assert locked_elsewhere(ids, "FOR KEY SHARE") == []
 
     assert "delivery_in_flight" not in plan
     assert claim(ids) == [], "a delivery no longer pending was claimed again"
 
 
-def locked_elsewhere(ids: list[int]) -> list[int]:
-    """Which of these deliveries another connection finds locked."""
+PROBES = {
+    "FOR UPDATE": "SELECT id FROM notifications_delivery WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED",
+    "FOR KEY SHARE": (
+        "SELECT id FROM notifications_delivery WHERE id = ANY(%s) FOR KEY SHARE SKIP LOCKED"
+    ),
+}
+
+
+def locked_elsewhere(ids: list[int], lock: str) -> list[int]:
+    """Which of these deliveries another connection cannot take with this lock."""
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
-        free = other.execute(
-            "SELECT id FROM notifications_delivery WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED",
-            [ids],
-        ).fetchall()
+        free = other.execute(PROBES[lock], [ids]).fetchall()
     return sorted(set(ids) - {pk for (pk,) in free})
