@@ -44,8 +44,9 @@ def claim(delivery_ids: list[int], journal: SendJournal | None = None) -> list[D
         # are locked, so a batch published twice holds nothing another writer wants; the
         # status is read again from the locked rows, since another claim may have won.
         pending = _pending(Delivery.objects.filter(id__in=delivery_ids))
-        locked = Delivery.objects.select_for_update(skip_locked=True, no_key=True)
-        ids = _pending(locked.filter(id__in=pending)) if pending else []
+        ids = _pending(
+            Delivery.objects.select_for_update(skip_locked=True, no_key=True).filter(id__in=pending)
+        )
         if not ids:
             return []
         if journal is not None:

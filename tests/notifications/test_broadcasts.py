@@ -142,53 +142,46 @@ def test_fan_out_takes_the_same_queries_for_100_and_10000_recipients(deals, sett
     assert small == large, f"{small} queries for 100 recipients, {large} for 10,000"
 
 
+SETTINGS_OFF = "set_config('jit', 'off', true), set_config('enable_sort', 'off', true)"
+SETTINGS_ON = "set_config('jit', 'on', true), set_config('enable_sort', 'on', true)"
+
+
+def plan_settings() -> tuple[str, str]:
+    """This transaction's jit and enable_sort."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('jit'), current_setting('enable_sort')")
+        return cursor.fetchone()
+
+
 @pytest.mark.django_db(transaction=True)  # a real transaction, not a savepoint
 def test_a_fan_out_plans_each_batch_query_alone_without_jit_or_sorting(deals, settings):
     settings.BROADCAST_BATCH_SIZE = 2
     people(3)
     notification = Notification.objects.create(type=deals, audience={"all": True})
 
-    def planner() -> tuple[str, str]:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('jit'), current_setting('enable_sort')")
-            return cursor.fetchone()
-
     with transaction.atomic():
         with connection.cursor() as cursor:  # known values to put back, whatever the server's
-            cursor.execute(
-                "SELECT set_config('jit', 'on', true), set_config('enable_sort', 'on', true)"
-            )
+            cursor.execute(f"SELECT {SETTINGS_ON}")
         with CaptureQueriesContext(connection) as captured:
             assert fanout.fan_out(notification, clock.now()).created == 6
-        assert planner() == ("on", "on"), "the settings outlived the batch queries"
+        assert plan_settings() == ("on", "on"), "the settings outlived the batch queries"
 
     queries = [q["sql"] for q in captured]
     batches = [i for i, sql in enumerate(queries) if '"_opt_out_email"' in sql]
     assert len(batches) == 3  # two batches, then the empty one that ends them
-    for i in batches:
-        assert (
-            "set_config('jit', 'off', true), set_config('enable_sort', 'off', true)"
-            in (queries[i - 1])
-        )
-        assert (
-            "set_config('jit', 'on', true), set_config('enable_sort', 'on', true)"
-            in (queries[i + 1])
-        )
+    for i in batches:  # each batch query alone, between the settings and their return
+        assert SETTINGS_OFF in queries[i - 1]
+        assert SETTINGS_ON in queries[i + 1]
 
 
 @pytest.mark.django_db(transaction=True)  # a real transaction, not a savepoint
 def test_the_batch_settings_are_put_back_after_a_query_stopped_short_of_the_database():
-    def planner() -> tuple[str, str]:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('jit'), current_setting('enable_sort')")
-            return cursor.fetchone()
-
     with transaction.atomic():
-        before = planner()
+        before = plan_settings()
         with pytest.raises(SoftTimeLimitExceeded), eligibility.keyset_plan():
-            assert planner() == ("off", "off")
+            assert plan_settings() == ("off", "off")
             raise SoftTimeLimitExceeded()  # as the task's time limit does, mid-query
-        assert planner() == before
+        assert plan_settings() == before
 
 
 @pytest.mark.django_db(transaction=True)  # tables no ANALYZE has seen, as after an import
