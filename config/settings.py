@@ -273,8 +273,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 
 # --- Pipeline ---------------------------------------------------------------------------
-# Deliveries sent per send task: one provider connection serves a whole batch.
+# Deliveries sent per send task: one provider connection serves a whole batch. Marketing
+# takes larger ones, spreading each batch's fixed cost (notifications/enqueue.py).
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
+MARKETING_SEND_BATCH_SIZE = env_int("MARKETING_SEND_BATCH_SIZE", 500)
 # A transactional event of at most SEND_BATCH_SIZE deliveries is sent by its routing task
 # right after it commits (one broker hop less); off: every send goes through its queue.
 SEND_TRANSACTIONAL_INLINE = env_bool("SEND_TRANSACTIONAL_INLINE", True)
@@ -321,6 +323,12 @@ if BROADCAST_TASK_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
         f"BROADCAST_TASK_SECONDS ({BROADCAST_TASK_SECONDS}) must be well under "
         f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT})"
     )
+for _name, _size in (
+    ("SEND_BATCH_SIZE", SEND_BATCH_SIZE),
+    ("MARKETING_SEND_BATCH_SIZE", MARKETING_SEND_BATCH_SIZE),
+):
+    if _size < 1:  # a batch that never fills would send everything in one task
+        raise ImproperlyConfigured(f"{_name} ({_size}) must be at least 1")
 
 # --- Circuit breakers and send rates (channels/breaker.py, channels/ratelimit.py) --------
 # Defaults for every provider; a PROVIDERS entry may override them under "breaker".

@@ -115,6 +115,14 @@ def test_timings_out_of_order_are_refused_at_start(env, named):
     assert "ImproperlyConfigured" in done.stderr and named in done.stderr
 
 
+@pytest.mark.parametrize("name", ["SEND_BATCH_SIZE", "MARKETING_SEND_BATCH_SIZE"])
+def test_a_send_batch_size_below_one_is_refused_at_start(name):
+    done = settings_of([name], **PRODUCTION, **{name: "0"})
+
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and f"{name} (0)" in done.stderr
+
+
 def test_a_lowered_task_time_limit_keeps_the_broadcast_deadline_inside_it():
     got = read(["BROADCAST_TASK_SECONDS"], **PRODUCTION, CELERY_TASK_TIME_LIMIT="60")
     assert got == {"BROADCAST_TASK_SECONDS": 18}

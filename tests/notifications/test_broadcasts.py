@@ -246,7 +246,8 @@ def test_copied_rows_are_the_rows_the_orm_writes(deals):
 
 
 def test_pending_sends_are_published_once_each_in_batches_per_channel(deals, settings, monkeypatch):
-    settings.SEND_BATCH_SIZE = 7
+    settings.MARKETING_SEND_BATCH_SIZE = 7
+    settings.SEND_BATCH_SIZE = 3  # transactional only
     people(25)
     with TestCase.captureOnCommitCallbacks(execute=False):
         accepted = broadcasts.broadcast_accept(
