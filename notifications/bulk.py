@@ -19,15 +19,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Model
 from django.db.models.fields import AutoFieldMixin
+
+
+def _connection():
+    """The default connection itself. ``django.db.connection`` is a proxy that finds it again
+    (a thread-local lookup) on every attribute read, and preparing one value for a column
+    reads several: for a bulk call of 100 events, a ninth of the view's time."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def bulk_set(model: type[Model], rows: Sequence[Model], field_names: Sequence[str]) -> None:
     """Write ``field_names`` of every row, matched by primary key."""
     if not rows:
         return
+    connection = _connection()
     if connection.vendor != "postgresql":
         model.objects.bulk_update(rows, field_names)  # trial mode's SQLite
         return
@@ -85,6 +93,7 @@ def insert_new(
     if not rows:
         return set()
     pk = model._meta.pk
+    connection = _connection()
     sql, params = _insert(model, rows, model._meta.concrete_fields)
     sql += f" ON CONFLICT DO NOTHING RETURNING {connection.ops.quote_name(pk.column)}"
     with connection.cursor() as cursor:
@@ -112,6 +121,7 @@ def upsert_statement(
     The API upserts the recipients of every event it accepts. An empty ``update`` keeps
     existing rows as they are.
     """
+    connection = _connection()
     quote = connection.ops.quote_name
     # Serial ids are left to the database.
     fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
@@ -126,6 +136,7 @@ def upsert_statement(
 
 def _insert(model: type[Model], rows: Sequence[Model], fields: Sequence) -> Statement:
     """``INSERT INTO table (columns)`` the values of ``fields`` for every row."""
+    connection = _connection()
     quote = connection.ops.quote_name
     head = (
         f"INSERT INTO {quote(model._meta.db_table)}"  # noqa: S608 - names, not values
@@ -150,5 +161,6 @@ def _unnest(fields: Sequence) -> str:
     The type's modifiers are dropped (``varchar``, not ``varchar(255)``), as Django does, so
     a cast never truncates a value the column would refuse.
     """
+    connection = _connection()
     types = [field.db_type(connection).split("(")[0] for field in fields]
     return f"UNNEST({', '.join(f'(%s)::{db_type}[]' for db_type in types)})"
