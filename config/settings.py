@@ -277,6 +277,9 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # takes larger ones, spreading each batch's fixed cost (notifications/enqueue.py).
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
 MARKETING_SEND_BATCH_SIZE = env_int("MARKETING_SEND_BATCH_SIZE", 500)
+# How long a send batch hands messages to providers; the rest go back to the queue unsent
+# (no attempt spent), so a slow provider never runs a batch into the task's time limit.
+SEND_BATCH_SECONDS = env_int("SEND_BATCH_SECONDS", min(60, CELERY_TASK_SOFT_TIME_LIMIT // 4))
 # A transactional event of at most SEND_BATCH_SIZE deliveries is sent by its routing task
 # right after it commits (one broker hop less); off: every send goes through its queue.
 SEND_TRANSACTIONAL_INLINE = env_bool("SEND_TRANSACTIONAL_INLINE", True)
@@ -312,11 +315,17 @@ SEND_JOURNAL_TTL_SECONDS = env_int("SEND_JOURNAL_TTL_SECONDS", 86400)
 # Timings that hold only in this order. A task is killed (CELERY_TASK_TIME_LIMIT) before the
 # sweeper takes its work back: a send still running when swept could go out twice, and its
 # late outcome would be written over the resend's. A routing task hands a broadcast on well
-# before its soft time limit, with room for the chunk in progress.
+# before its soft time limit, with room for the chunk in progress; a send batch stops handing
+# out messages with room for the one in flight (a provider's timeouts) and the records.
 if SWEEP_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(
         f"SWEEP_STUCK_AFTER_SECONDS ({SWEEP_STUCK_AFTER_SECONDS}) must exceed "
         f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
+    )
+if SEND_BATCH_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT // 2:
+    raise ImproperlyConfigured(
+        f"SEND_BATCH_SECONDS ({SEND_BATCH_SECONDS}) must be under half of "
+        f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT})"
     )
 if BROADCAST_TASK_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured(

@@ -43,6 +43,10 @@ NOT_SENT = "not sent"
 OUT_OF_TIME = "the task ran out of time"
 # Never tried because the task ran out of time: retried without spending an attempt.
 OUT_OF_TIME_NOT_SENT = f"{NOT_SENT}: {OUT_OF_TIME}"
+# Never tried because the batch had sent for SEND_BATCH_SECONDS: queued again a moment later,
+# spending no attempt, and counted by no breaker (the batch ran long, not the provider).
+BATCH_TIME_SPENT = f"{NOT_SENT}: the batch's time is spent"
+BATCH_TIME_SPENT_RETRY_SECONDS = 1.0
 
 
 class OutOfTime(Exception):
@@ -71,10 +75,26 @@ def not_sent_ids(delivery_ids: list[int], reason: str) -> list[Outcome]:
     ]
 
 
+def time_spent(messages: list[Message]) -> list[Outcome]:
+    """Outcomes of messages a batch out of time never handed over."""
+    return [
+        Outcome.failed(
+            m.delivery_id,
+            TRANSIENT,
+            BATCH_TIME_SPENT,
+            retry_after=BATCH_TIME_SPENT_RETRY_SECONDS,
+            reached_provider=False,
+        )
+        for m in messages
+    ]
+
+
 def dispatch(
     provider_name: str, messages: list[Message], journal: SendJournal | None = None
 ) -> list[Outcome]:
     journal = journal or SendJournal()
+    if journal.out_of_time():
+        return time_spent(messages)
     try:
         provider = get_provider(provider_name)
     except SoftTimeLimitExceeded as exc:
@@ -151,7 +171,8 @@ def _verdict(outcomes: list[Outcome]) -> tuple[int, int]:
     failed = sum(
         1
         for o in outcomes
-        if o.error_kind in (TRANSIENT, AMBIGUOUS) and not o.error.startswith(JOURNAL_LOST)
+        if o.error_kind in (TRANSIENT, AMBIGUOUS)
+        and not o.error.startswith((JOURNAL_LOST, BATCH_TIME_SPENT))
     )
     ok = sum(1 for o in outcomes if o.reached_provider and o.error_kind in ("", PERMANENT))
     return ok, failed
@@ -215,6 +236,8 @@ def _send(
     try:
         stream = send_stream(provider, messages)
         outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))
+        if journal.stopped_late:
+            outcomes.extend(time_spent(messages[len(outcomes) :]))
     except SoftTimeLimitExceeded as exc:
         cut = _cut_short(provider, messages[len(outcomes) :], OUT_OF_TIME, journal)
         raise OutOfTime(outcomes + cut, answered=len(outcomes)) from exc
@@ -229,11 +252,13 @@ def _cut_short(provider, rest: list[Message], reason: str, journal: SendJournal)
 
     A streaming provider was handing over the first of them; the others never left. Of a
     whole-batch provider, any may have been taken. Cut short while the journal gave the
-    batch back (closing the provider's stream, say), the provider was handed none of them:
-    they are given back as the journal would have.
+    batch back or stopped it for time (closing the provider's stream, say), the provider
+    was handed none of them: they are answered for as the journal would have.
     """
     if journal.giving_back:
         return given_back([m.delivery_id for m in rest])
+    if journal.stopped_late:  # cut short while closing the stream: nothing more left
+        return time_spent(rest)
     in_doubt = rest[:1] if sends_each(provider) else rest
     return [Outcome.failed(m.delivery_id, AMBIGUOUS, reason) for m in in_doubt] + not_sent(
         rest[len(in_doubt) :], reason

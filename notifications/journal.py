@@ -23,6 +23,7 @@ rest of that batch is given back unsent (no attempt spent) and sent again in a m
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -65,6 +66,12 @@ class SendJournal:
         # Whether a batch is being given back: set for the rest of this send batch, as no
         # provider is handed any more of it (like a stuck note, it is not undone).
         self.giving_back = False
+        # Past this moment the batch hands no provider another message: the rest go back to
+        # the queue (notifications/dispatch.py), long before the task's time limit could
+        # strike mid-call and leave a message in doubt.
+        self.deadline = time.monotonic() + settings.SEND_BATCH_SECONDS
+        # Whether ``track`` stopped a stream short for that reason.
+        self.stopped_late = False
 
     def _note(self, delivery_id: int, state: str, message_id: str = "") -> tuple[str, str]:
         key = note_key(delivery_id, self.claims.get(delivery_id))
@@ -96,6 +103,9 @@ class SendJournal:
         self._write(self._note(i, CLAIMED) for i in claims)
         self.claim_noted = self.client is not None
 
+    def out_of_time(self) -> bool:
+        return time.monotonic() >= self.deadline
+
     def track(
         self, messages: list[Message], outcomes: Iterator[Outcome], *, whole_batch: bool = False
     ) -> Iterator[Outcome]:
@@ -103,6 +113,8 @@ class SendJournal:
 
         ``outcomes`` must send nothing before its first outcome is asked for. A provider that
         takes the ``whole_batch`` at once has every message in flight: all are noted first.
+        Once the batch is out of time, a stream stops after the message in flight, with
+        ``stopped_late`` set: the caller answers for the rest.
         """
         ids = [m.delivery_id for m in messages]
         stream = _Stream(self)
@@ -114,19 +126,26 @@ class SendJournal:
                     yield from _given_back(ids, outcomes)
                     return
             for index, outcome in enumerate(outcomes):
+                more = index + 1 < len(ids)
+                # Out of time, the next message is neither noted in flight nor sent.
+                late = more and not whole_batch and self.out_of_time()
                 if outcome.sent:
                     entries = [self._note(outcome.delivery_id, SENT, outcome.provider_message_id)]
                 elif outcome.error_kind == AMBIGUOUS:
                     entries = [self._note(outcome.delivery_id, TRYING)]  # the provider may have it
                 else:
                     entries = [self._note(outcome.delivery_id, CLAIMED)]  # it never got there
-                if index + 1 < len(ids):
+                if more and not late:
                     entries.append(self._note(ids[index + 1], TRYING))
                 # This outcome, and the next message now in flight: written before it goes.
                 stream.write(entries)
                 yield outcome
+                if late:
+                    self.stopped_late = True
+                    _close(outcomes)
+                    return
                 # A whole batch went in one call: none of it is left to hold back.
-                if not whole_batch and index + 1 < len(ids) and self._notes_stuck():
+                if not whole_batch and more and self._notes_stuck():
                     self.giving_back = True
                     yield from _given_back(ids[index + 1 :], outcomes)
                     return
@@ -140,10 +159,14 @@ class SendJournal:
 
 
 def _given_back(ids: list[int], outcomes: Iterator[Outcome]) -> Iterator[Outcome]:
+    _close(outcomes)
+    yield from given_back(ids)
+
+
+def _close(outcomes: Iterator[Outcome]) -> None:
     close = getattr(outcomes, "close", None)
     if close is not None:
         close()  # a provider's stream sends nothing more (and closes its connection)
-    yield from given_back(ids)
 
 
 def given_back(ids: list[int]) -> list[Outcome]:

@@ -27,7 +27,7 @@ from preferences.eligibility import Decision, decide
 
 from . import clock, enqueue
 from .bulk import bulk_set
-from .dispatch import CIRCUIT_OPEN, OUT_OF_TIME_NOT_SENT, RATE_LIMITED
+from .dispatch import BATCH_TIME_SPENT, CIRCUIT_OPEN, OUT_OF_TIME_NOT_SENT, RATE_LIMITED
 from .fallback import onward_hops
 from .journal import JOURNAL_LOST
 from .models import Delivery
@@ -127,10 +127,11 @@ def _retry_after(delivery: Delivery, outcome: Outcome, now: datetime, soon: Soon
 def _should_retry(delivery: Delivery, outcome: Outcome) -> bool:
     if outcome.error_kind == PERMANENT:
         return False
-    if outcome.error.startswith((CIRCUIT_OPEN, RATE_LIMITED, JOURNAL_LOST, OUT_OF_TIME_NOT_SENT)):
+    never_tried = (CIRCUIT_OPEN, RATE_LIMITED, JOURNAL_LOST, OUT_OF_TIME_NOT_SENT, BATCH_TIME_SPENT)
+    if outcome.error.startswith(never_tried):
         # Never tried: waiting for the breaker's next probe, for the provider's send rate, for
-        # the send journal or for a task with time left spends no attempt. With no backup,
-        # failing it would lose it.
+        # the send journal or for a batch or task with time left spends no attempt. With no
+        # backup, failing it would lose it.
         delivery.attempts -= 1
         return True
     return delivery.attempts < settings.MAX_ATTEMPTS.get(delivery.channel, 5)

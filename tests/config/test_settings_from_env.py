@@ -106,6 +106,7 @@ def test_behind_an_https_proxy_forms_from_the_public_origin_are_trusted_and_cook
         ({"SWEEP_STUCK_AFTER_SECONDS": "300"}, "SWEEP_STUCK_AFTER_SECONDS (300)"),
         ({"CELERY_TASK_TIME_LIMIT": "900"}, "CELERY_TASK_TIME_LIMIT (900)"),
         ({"BROADCAST_TASK_SECONDS": "270"}, "BROADCAST_TASK_SECONDS (270)"),
+        ({"SEND_BATCH_SECONDS": "135"}, "SEND_BATCH_SECONDS (135)"),
     ],
 )
 def test_timings_out_of_order_are_refused_at_start(env, named):
@@ -123,6 +124,7 @@ def test_a_send_batch_size_below_one_is_refused_at_start(name):
     assert "ImproperlyConfigured" in done.stderr and f"{name} (0)" in done.stderr
 
 
-def test_a_lowered_task_time_limit_keeps_the_broadcast_deadline_inside_it():
-    got = read(["BROADCAST_TASK_SECONDS"], **PRODUCTION, CELERY_TASK_TIME_LIMIT="60")
-    assert got == {"BROADCAST_TASK_SECONDS": 18}
+def test_a_lowered_task_time_limit_keeps_the_batch_deadlines_inside_it():
+    names = ["BROADCAST_TASK_SECONDS", "SEND_BATCH_SECONDS"]
+    got = read(names, **PRODUCTION, CELERY_TASK_TIME_LIMIT="60")
+    assert got == {"BROADCAST_TASK_SECONDS": 18, "SEND_BATCH_SECONDS": 13}

@@ -1,0 +1,152 @@
+"""A send batch hands messages to providers for SEND_BATCH_SECONDS; the rest go back unsent."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.test import TestCase
+
+from channels import ratelimit
+from channels.base import Message, Outcome
+from notifications import clock, dispatch, enqueue, journal
+from notifications.models import Delivery
+from notifications.sending import send_deliveries
+from tests.factories import NotificationFactory, RecipientFactory, notification_type_with_templates
+
+IDS = range(9_100_001, 9_100_006)  # journal keys of their own
+
+
+class RunsOutOfTime:
+    """Sends each message as asked; the batch's time runs out while the ``last`` one goes.
+
+    ``error`` (if any) is raised while its stream is closed."""
+
+    def __init__(self, notes: journal.SendJournal, last: int, error=None):
+        self.notes, self.last, self.error = notes, last, error
+        self.handed: list[int] = []
+
+    def send_each(self, messages):
+        try:
+            for message in messages:
+                self.handed.append(message.delivery_id)
+                if len(self.handed) == self.last:
+                    self.notes.deadline = 0.0
+                yield Outcome.ok(message.delivery_id, f"msg-{message.delivery_id}")
+        except GeneratorExit:
+            if self.error is not None:
+                raise self.error from None
+            raise
+
+
+@pytest.fixture
+def batch():
+    yield [Message(delivery_id=i, to="a@example.com", content={}) for i in IDS]
+    client = journal.SendJournal().client
+    for i in IDS:
+        if keys := client.keys(f"clarion:journal:{i}:*"):
+            client.delete(*keys)
+
+
+@pytest.fixture
+def esp(settings):
+    """A provider of its own, with a send rate that does not refill during the test."""
+    name = f"esp-{uuid.uuid4().hex}"
+    settings.PROVIDERS = {**settings.PROVIDERS, name: {"rate_limit": {"rate": 0.001, "burst": 10}}}
+    return name
+
+
+def claimed_journal() -> journal.SendJournal:
+    notes = journal.SendJournal()
+    notes.claimed(dict.fromkeys(IDS, clock.now()))
+    return notes
+
+
+def test_out_of_time_a_batch_stops_after_the_message_in_flight(monkeypatch, batch, esp):
+    notes = claimed_journal()
+    provider = RunsOutOfTime(notes, last=2)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: provider)
+    counted = []
+    monkeypatch.setattr(
+        dispatch, "_count", lambda name, admission, ok, failed: counted.append((ok, failed))
+    )
+
+    outcomes = dispatch.dispatch(esp, batch, notes)
+
+    first, second, *rest = IDS
+    assert provider.handed == [first, second]
+    assert [o.sent for o in outcomes] == [True, True, False, False, False]
+    assert {(o.error, o.reached_provider) for o in outcomes[2:]} == {
+        (dispatch.BATCH_TIME_SPENT, False)
+    }
+    # The third was never in flight: a crash now would send it again without a flag.
+    progress = journal.progress(dict.fromkeys(IDS, notes.claims[first]))
+    assert {i: state for i, (state, _) in progress.items()} == {
+        first: "sent",
+        second: "sent",
+        **dict.fromkeys(rest, "claimed"),
+    }
+    assert counted == [(2, 0)]  # the provider answered two; the batch ran long, not the provider
+    assert ratelimit.take(esp, 10).granted == 5 + 3  # the three unsent give their tokens back
+
+
+def test_a_batch_out_of_time_before_a_provider_hands_it_nothing(monkeypatch, batch, esp):
+    notes = claimed_journal()
+    notes.deadline = 0.0
+    monkeypatch.setattr(dispatch, "get_provider", pytest.fail)
+
+    outcomes = dispatch.dispatch(esp, batch, notes)
+
+    assert [o.error for o in outcomes] == [dispatch.BATCH_TIME_SPENT] * 5
+
+
+@pytest.mark.parametrize("error", [OSError("reset"), SoftTimeLimitExceeded()])
+def test_a_stream_that_fails_to_close_when_stopped_for_time_leaves_nothing_in_doubt(
+    monkeypatch, batch, esp, error
+):
+    notes = claimed_journal()
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: RunsOutOfTime(notes, 1, error))
+
+    try:
+        outcomes = dispatch.dispatch(esp, batch, notes)
+    except dispatch.OutOfTime as cut:
+        outcomes = cut.outcomes
+
+    assert outcomes[0].sent
+    assert [o.error for o in outcomes[1:]] == [dispatch.BATCH_TIME_SPENT] * 4
+
+
+@pytest.mark.django_db
+def test_what_a_batch_had_no_time_for_is_queued_again_at_once_with_no_attempt_spent(
+    settings, monkeypatch
+):
+    settings.SEND_BATCH_SECONDS = 0
+    ntype = notification_type_with_templates(key="deals", channels=("email",), traffic="marketing")
+    notification = NotificationFactory(type=ntype, data={"order_id": "A-1"})
+    deliveries = [
+        Delivery.objects.create(
+            notification=notification,
+            recipient=RecipientFactory(),
+            channel="email",
+            provider="email",
+            traffic="marketing",
+            attempts=1,
+        )
+        for _ in range(3)
+    ]
+    published = []
+    monkeypatch.setattr(
+        enqueue,
+        "publish_send",
+        lambda ids, traffic, channel, countdown=0: published.append((ids, countdown)),
+    )
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        send_deliveries([d.id for d in deliveries])
+
+    rows = Delivery.objects.filter(id__in=[d.id for d in deliveries])
+    assert {(r.status, r.attempts, r.error_message) for r in rows} == {
+        ("pending", 1, dispatch.BATCH_TIME_SPENT)
+    }
+    assert published == [(sorted(d.id for d in deliveries), 1)]
