@@ -527,13 +527,20 @@ def _harden(template: nodes.Template) -> None:
 
 _INTERNAL_REPR = re.compile(
     r"(?:<|&lt;|&#60;)(?:class|function|built-in|bound method|method|module|jinja2\.|Macro|"
-    r"LoopContext|TemplateReference|Namespace|Undefined)\b| object at 0x[0-9a-f]+"
+    r"LoopContext|TemplateReference|Namespace|Undefined)\b"
 )
+_OBJECT_AT = " object at 0x"
+_OBJECT_ADDRESS = re.compile(_OBJECT_AT + "[0-9a-f]")
 
 
 def reveals_internals(text: str) -> bool:
-    """A last check on the output: no class, function or object repr may leave."""
-    return _INTERNAL_REPR.search(text) is not None
+    """A last check on the output: no class, function or object repr may leave.
+
+    The object address is looked for as plain text first: one pattern with both branches
+    tried both at every space of a message, half of this check's time."""
+    if _INTERNAL_REPR.search(text) is not None:
+        return True
+    return _OBJECT_AT in text and _OBJECT_ADDRESS.search(text) is not None
 
 
 html_env = MessageSandbox(autoescape=True)

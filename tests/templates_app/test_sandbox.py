@@ -8,6 +8,7 @@ import tracemalloc
 import jinja2
 import pytest
 
+from templates_app import sandbox
 from templates_app.rendering import render_parts
 from templates_app.sandbox import RenderLimitError
 
@@ -405,3 +406,21 @@ def test_operators_alone_are_stopped_by_the_clock(settings):
 )
 def test_bounded_operations_still_work_on_ordinary_values(source, expected):
     assert render_parts({"text": source}, {**CONTEXT, "data": {}}) == {"text": expected}
+
+
+@pytest.mark.parametrize(
+    ("text", "reveals"),
+    [
+        ("<class 'dict'>", True),
+        ("a &lt;function f at 1&gt;", True),
+        ("&#60;module 'os'", True),
+        ("<Thing object at 0x7f3a9c>", True),
+        ("plain object at 0xbeef", True),
+        ("<p>Hello <b>class</b> of 2026</p>", False),
+        ("<classy>", False),
+        ("an object at 0xZZ, no address", False),
+        ("object at 0x1 with no space before", False),
+    ],
+)
+def test_the_last_check_on_the_output_finds_any_internal_repr(text, reveals):
+    assert sandbox.reveals_internals(text) is reveals
