@@ -18,7 +18,7 @@ from django.db.models import F, QuerySet
 from channels.base import PERMANENT, TRANSIENT, Message, Outcome
 from preferences.eligibility import decide
 
-from . import clock, outcomes
+from . import clock, lookups, outcomes  # noqa: F401 - lookups registers field__any
 from .dispatch import OUT_OF_TIME, OutOfTime, dispatch, not_sent, not_sent_ids
 from .journal import SendJournal
 from .messages import (
@@ -43,23 +43,27 @@ def claim(delivery_ids: list[int], journal: SendJournal | None = None) -> list[D
         # delivery through the in-flight index to find these. Only those that look pending
         # are locked, so a batch published twice holds nothing another writer wants; the
         # status is read again from the locked rows, since another claim may have won.
-        pending = _pending(Delivery.objects.filter(id__in=delivery_ids))
+        # Ids go as one array each (``__any``, notifications/lookups.py): as an IN list,
+        # psycopg spelled out a placeholder per id in each of four queries.
+        pending = _pending(Delivery.objects.filter(id__any=set(delivery_ids)))
         ids = _pending(
-            Delivery.objects.select_for_update(skip_locked=True, no_key=True).filter(id__in=pending)
+            Delivery.objects.select_for_update(skip_locked=True, no_key=True).filter(
+                id__any=set(pending)
+            )
         )
         if not ids:
             return []
         if journal is not None:
             # Noted before the claim commits: a claimed delivery always has its entry.
             journal.claimed(dict.fromkeys(ids, now))
-        Delivery.objects.filter(id__in=ids).update(
+        Delivery.objects.filter(id__any=set(ids)).update(
             status=Delivery.Status.SENDING,
             attempts=F("attempts") + 1,
             claimed_at=now,
             updated_at=now,
         )
     return _with_notifications(
-        list(Delivery.objects.filter(id__in=ids).select_related("recipient").order_by("id"))
+        list(Delivery.objects.filter(id__any=set(ids)).select_related("recipient").order_by("id"))
     )
 
 
