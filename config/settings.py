@@ -279,7 +279,9 @@ SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
 MARKETING_SEND_BATCH_SIZE = env_int("MARKETING_SEND_BATCH_SIZE", 500)
 # How long a send batch hands messages to providers; the rest go back to the queue unsent
 # (no attempt spent), so a slow provider never runs a batch into the task's time limit.
-SEND_BATCH_SECONDS = env_int("SEND_BATCH_SECONDS", min(60, CELERY_TASK_SOFT_TIME_LIMIT // 4))
+SEND_BATCH_SECONDS = env_int(
+    "SEND_BATCH_SECONDS", max(1, min(60, CELERY_TASK_SOFT_TIME_LIMIT // 4))
+)
 # A transactional event of at most SEND_BATCH_SIZE deliveries is sent by its routing task
 # right after it commits (one broker hop less); off: every send goes through its queue.
 SEND_TRANSACTIONAL_INLINE = env_bool("SEND_TRANSACTIONAL_INLINE", True)
@@ -322,9 +324,9 @@ if SWEEP_STUCK_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
         f"SWEEP_STUCK_AFTER_SECONDS ({SWEEP_STUCK_AFTER_SECONDS}) must exceed "
         f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})"
     )
-if SEND_BATCH_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT // 2:
+if not 1 <= SEND_BATCH_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT / 2:
     raise ImproperlyConfigured(
-        f"SEND_BATCH_SECONDS ({SEND_BATCH_SECONDS}) must be under half of "
+        f"SEND_BATCH_SECONDS ({SEND_BATCH_SECONDS}) must be at least 1 and under half of "
         f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT})"
     )
 if BROADCAST_TASK_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:

@@ -75,17 +75,17 @@ def not_sent_ids(delivery_ids: list[int], reason: str) -> list[Outcome]:
     ]
 
 
-def time_spent(messages: list[Message]) -> list[Outcome]:
+def time_spent(delivery_ids: list[int]) -> list[Outcome]:
     """Outcomes of messages a batch out of time never handed over."""
     return [
         Outcome.failed(
-            m.delivery_id,
+            delivery_id,
             TRANSIENT,
             BATCH_TIME_SPENT,
             retry_after=BATCH_TIME_SPENT_RETRY_SECONDS,
             reached_provider=False,
         )
-        for m in messages
+        for delivery_id in delivery_ids
     ]
 
 
@@ -93,8 +93,8 @@ def dispatch(
     provider_name: str, messages: list[Message], journal: SendJournal | None = None
 ) -> list[Outcome]:
     journal = journal or SendJournal()
-    if journal.out_of_time():
-        return time_spent(messages)
+    if journal.stops_now():
+        return time_spent([m.delivery_id for m in messages])
     try:
         provider = get_provider(provider_name)
     except SoftTimeLimitExceeded as exc:
@@ -236,8 +236,8 @@ def _send(
     try:
         stream = send_stream(provider, messages)
         outcomes.extend(journal.track(messages, stream, whole_batch=not sends_each(provider)))
-        if journal.stopped_late:
-            outcomes.extend(time_spent(messages[len(outcomes) :]))
+        if journal.stopped_after is not None:
+            outcomes.extend(time_spent([m.delivery_id for m in messages[len(outcomes) :]]))
     except SoftTimeLimitExceeded as exc:
         cut = _cut_short(provider, messages[len(outcomes) :], OUT_OF_TIME, journal)
         raise OutOfTime(outcomes + cut, answered=len(outcomes)) from exc
@@ -257,8 +257,9 @@ def _cut_short(provider, rest: list[Message], reason: str, journal: SendJournal)
     """
     if journal.giving_back:
         return given_back([m.delivery_id for m in rest])
-    if journal.stopped_late:  # cut short while closing the stream: nothing more left
-        return time_spent(rest)
+    if rest and journal.stopped_after not in (None, rest[0].delivery_id):
+        # Cut short once the message in flight had its answer (closing the stream, say).
+        return time_spent([m.delivery_id for m in rest])
     in_doubt = rest[:1] if sends_each(provider) else rest
     return [Outcome.failed(m.delivery_id, AMBIGUOUS, reason) for m in in_doubt] + not_sent(
         rest[len(in_doubt) :], reason

@@ -66,12 +66,14 @@ class SendJournal:
         # Whether a batch is being given back: set for the rest of this send batch, as no
         # provider is handed any more of it (like a stuck note, it is not undone).
         self.giving_back = False
-        # Past this moment the batch hands no provider another message: the rest go back to
-        # the queue (notifications/dispatch.py), long before the task's time limit could
-        # strike mid-call and leave a message in doubt.
+        # Past this moment the batch renders and hands out no more messages: the rest go back
+        # to the queue (notifications/dispatch.py), long before the task's time limit could
+        # strike mid-call and leave a message in doubt. Never before one message has been
+        # handed to a provider, so every batch makes progress, however slow.
         self.deadline = time.monotonic() + settings.SEND_BATCH_SECONDS
-        # Whether ``track`` stopped a stream short for that reason.
-        self.stopped_late = False
+        self.handed = False
+        # The message after which ``track`` stopped a stream for time (None: not stopped).
+        self.stopped_after: int | None = None
 
     def _note(self, delivery_id: int, state: str, message_id: str = "") -> tuple[str, str]:
         key = note_key(delivery_id, self.claims.get(delivery_id))
@@ -106,6 +108,10 @@ class SendJournal:
     def out_of_time(self) -> bool:
         return time.monotonic() >= self.deadline
 
+    def stops_now(self) -> bool:
+        """Out of time, and one message has been handed over already."""
+        return self.handed and self.out_of_time()
+
     def track(
         self, messages: list[Message], outcomes: Iterator[Outcome], *, whole_batch: bool = False
     ) -> Iterator[Outcome]:
@@ -113,8 +119,8 @@ class SendJournal:
 
         ``outcomes`` must send nothing before its first outcome is asked for. A provider that
         takes the ``whole_batch`` at once has every message in flight: all are noted first.
-        Once the batch is out of time, a stream stops after the message in flight, with
-        ``stopped_late`` set: the caller answers for the rest.
+        Once the batch is out of time, a stream stops after the message in flight, named in
+        ``stopped_after``: the caller answers for the rest.
         """
         ids = [m.delivery_id for m in messages]
         stream = _Stream(self)
@@ -125,6 +131,7 @@ class SendJournal:
                     self.giving_back = True
                     yield from _given_back(ids, outcomes)
                     return
+                self.handed = True
             for index, outcome in enumerate(outcomes):
                 more = index + 1 < len(ids)
                 # Out of time, the next message is neither noted in flight nor sent.
@@ -135,13 +142,15 @@ class SendJournal:
                     entries = [self._note(outcome.delivery_id, TRYING)]  # the provider may have it
                 else:
                     entries = [self._note(outcome.delivery_id, CLAIMED)]  # it never got there
-                if more and not late:
+                if late:
+                    # Set first: cut short from here on, only this message's answer is unknown.
+                    self.stopped_after = outcome.delivery_id
+                elif more:
                     entries.append(self._note(ids[index + 1], TRYING))
                 # This outcome, and the next message now in flight: written before it goes.
                 stream.write(entries)
                 yield outcome
                 if late:
-                    self.stopped_late = True
                     _close(outcomes)
                     return
                 # A whole batch went in one call: none of it is left to hold back.

@@ -19,7 +19,7 @@ from channels.base import PERMANENT, TRANSIENT, Message, Outcome
 from preferences.eligibility import decide
 
 from . import clock, lookups, outcomes  # noqa: F401 - lookups registers field__any
-from .dispatch import OUT_OF_TIME, OutOfTime, dispatch, not_sent, not_sent_ids
+from .dispatch import OUT_OF_TIME, OutOfTime, dispatch, not_sent, not_sent_ids, time_spent
 from .journal import SendJournal
 from .messages import (
     BUILD_FAILED,
@@ -106,6 +106,11 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
     by_provider: dict[str, list[Message]] = defaultdict(list)
     out_of_time = False
     for index, delivery in enumerate(deliveries):
+        if by_provider and journal.out_of_time():
+            # The batch's time is spent (SEND_BATCH_SECONDS): what is built goes, the rest is
+            # queued again unrendered, spending no attempt.
+            results.extend(time_spent([d.id for d in deliveries[index:]]))
+            break
         try:
             message, version = builder.build(delivery)
             summary = summary_of(message.content)

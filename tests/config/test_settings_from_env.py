@@ -107,6 +107,7 @@ def test_behind_an_https_proxy_forms_from_the_public_origin_are_trusted_and_cook
         ({"CELERY_TASK_TIME_LIMIT": "900"}, "CELERY_TASK_TIME_LIMIT (900)"),
         ({"BROADCAST_TASK_SECONDS": "270"}, "BROADCAST_TASK_SECONDS (270)"),
         ({"SEND_BATCH_SECONDS": "135"}, "SEND_BATCH_SECONDS (135)"),
+        ({"SEND_BATCH_SECONDS": "0"}, "SEND_BATCH_SECONDS (0)"),
     ],
 )
 def test_timings_out_of_order_are_refused_at_start(env, named):

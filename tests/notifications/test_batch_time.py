@@ -91,14 +91,53 @@ def test_out_of_time_a_batch_stops_after_the_message_in_flight(monkeypatch, batc
     assert ratelimit.take(esp, 10).granted == 5 + 3  # the three unsent give their tokens back
 
 
-def test_a_batch_out_of_time_before_a_provider_hands_it_nothing(monkeypatch, batch, esp):
+def test_a_batch_out_of_time_before_it_sent_anything_still_sends_one(monkeypatch, batch, esp):
     notes = claimed_journal()
-    notes.deadline = 0.0
-    monkeypatch.setattr(dispatch, "get_provider", pytest.fail)
+    notes.deadline = 0.0  # its claim, checks and rendering took the whole box
+    provider = RunsOutOfTime(notes, last=0)
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: provider)
 
     outcomes = dispatch.dispatch(esp, batch, notes)
 
-    assert [o.error for o in outcomes] == [dispatch.BATCH_TIME_SPENT] * 5
+    assert provider.handed == [IDS[0]]  # progress, however slow
+    assert [o.error for o in outcomes[1:]] == [dispatch.BATCH_TIME_SPENT] * 4
+
+
+def test_a_later_provider_group_of_a_batch_out_of_time_is_handed_nothing(monkeypatch, batch, esp):
+    notes = claimed_journal()
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: RunsOutOfTime(notes, last=1))
+    dispatch.dispatch(esp, batch[:2], notes)
+    monkeypatch.setattr(dispatch, "get_provider", pytest.fail)
+
+    outcomes = dispatch.dispatch(esp, batch[2:], notes)
+
+    assert [o.error for o in outcomes] == [dispatch.BATCH_TIME_SPENT] * 3
+
+
+def test_a_strike_while_the_late_answer_is_noted_leaves_that_message_in_doubt(
+    monkeypatch, batch, esp
+):
+    notes = claimed_journal()
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: RunsOutOfTime(notes, last=2))
+    write = journal._Stream.write
+    writes = []
+
+    def strike_on_the_third(stream, entries):
+        writes.append(entries)
+        if len(writes) == 3:  # the note of the second message's answer, the last one sent
+            raise SoftTimeLimitExceeded()
+        write(stream, entries)
+
+    monkeypatch.setattr(journal._Stream, "write", strike_on_the_third)
+
+    with pytest.raises(dispatch.OutOfTime) as cut:
+        dispatch.dispatch(esp, batch, notes)
+
+    # The second went, but its answer was lost: never sent again unflagged.
+    first, second, *rest = cut.value.outcomes
+    assert first.sent
+    assert second.error_kind == "ambiguous"
+    assert all(not o.reached_provider for o in rest)
 
 
 @pytest.mark.parametrize("error", [OSError("reset"), SoftTimeLimitExceeded()])
@@ -118,10 +157,10 @@ def test_a_stream_that_fails_to_close_when_stopped_for_time_leaves_nothing_in_do
 
 
 @pytest.mark.django_db
-def test_what_a_batch_had_no_time_for_is_queued_again_at_once_with_no_attempt_spent(
+def test_what_a_batch_had_no_time_for_is_queued_again_unrendered_with_no_attempt_spent(
     settings, monkeypatch
 ):
-    settings.SEND_BATCH_SECONDS = 0
+    settings.SEND_BATCH_SECONDS = 0  # out of time once the first message is built
     ntype = notification_type_with_templates(key="deals", channels=("email",), traffic="marketing")
     notification = NotificationFactory(type=ntype, data={"order_id": "A-1"})
     deliveries = [
@@ -145,8 +184,9 @@ def test_what_a_batch_had_no_time_for_is_queued_again_at_once_with_no_attempt_sp
     with TestCase.captureOnCommitCallbacks(execute=True):
         send_deliveries([d.id for d in deliveries])
 
-    rows = Delivery.objects.filter(id__in=[d.id for d in deliveries])
-    assert {(r.status, r.attempts, r.error_message) for r in rows} == {
-        ("pending", 1, dispatch.BATCH_TIME_SPENT)
+    first, *rest = Delivery.objects.filter(id__in=[d.id for d in deliveries]).order_by("id")
+    assert (first.status, first.attempts) == ("sent", 2)
+    assert {(r.status, r.attempts, r.error_message, r.summary) for r in rest} == {
+        ("pending", 1, dispatch.BATCH_TIME_SPENT, "")
     }
-    assert published == [(sorted(d.id for d in deliveries), 1)]
+    assert published == [([r.id for r in rest], 1)]
