@@ -1,7 +1,11 @@
+from typing import NamedTuple
+
 import pytest
 from django.test import TestCase
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
+
+from notifications import enqueue
 
 
 class CommittingClient(APIClient):
@@ -27,3 +31,22 @@ def api(api_key):
     client = CommittingClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
     return client
+
+
+class Published(NamedTuple):
+    ids: list[int]
+    traffic: str
+    channel: str
+    countdown: float
+
+
+@pytest.fixture
+def published_sends(monkeypatch) -> list[Published]:
+    """Send tasks as they would be published, kept here instead of reaching the broker."""
+    published: list[Published] = []
+
+    def publish(ids, traffic, channel, countdown=0):
+        published.append(Published(list(ids), traffic, channel, countdown))
+
+    monkeypatch.setattr(enqueue, "publish_send", publish)
+    return published

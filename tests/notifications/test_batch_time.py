@@ -10,7 +10,7 @@ from django.test import TestCase
 
 from channels import ratelimit
 from channels.base import Message, Outcome
-from notifications import clock, dispatch, enqueue, journal
+from notifications import clock, dispatch, journal
 from notifications.models import Delivery
 from notifications.sending import send_deliveries
 from tests.factories import NotificationFactory, RecipientFactory, notification_type_with_templates
@@ -158,7 +158,7 @@ def test_a_stream_that_fails_to_close_when_stopped_for_time_leaves_nothing_in_do
 
 @pytest.mark.django_db
 def test_what_a_batch_had_no_time_for_is_queued_again_unrendered_with_no_attempt_spent(
-    settings, monkeypatch
+    settings, published_sends
 ):
     settings.SEND_BATCH_SECONDS = 0  # out of time once the first message is built
     ntype = notification_type_with_templates(key="deals", channels=("email",), traffic="marketing")
@@ -174,13 +174,6 @@ def test_what_a_batch_had_no_time_for_is_queued_again_unrendered_with_no_attempt
         )
         for _ in range(3)
     ]
-    published = []
-    monkeypatch.setattr(
-        enqueue,
-        "publish_send",
-        lambda ids, traffic, channel, countdown=0: published.append((ids, countdown)),
-    )
-
     with TestCase.captureOnCommitCallbacks(execute=True):
         send_deliveries([d.id for d in deliveries])
 
@@ -189,4 +182,4 @@ def test_what_a_batch_had_no_time_for_is_queued_again_unrendered_with_no_attempt
     assert {(r.status, r.attempts, r.error_message, r.summary) for r in rest} == {
         ("pending", 1, dispatch.BATCH_TIME_SPENT, "")
     }
-    assert published == [([r.id for r in rest], 1)]
+    assert [(p.ids, p.countdown) for p in published_sends] == [([r.id for r in rest], 1)]

@@ -245,7 +245,9 @@ def test_copied_rows_are_the_rows_the_orm_writes(deals):
     assert differences == set()
 
 
-def test_pending_sends_are_published_once_each_in_batches_per_channel(deals, settings, monkeypatch):
+def test_pending_sends_are_published_once_each_in_batches_per_channel(
+    deals, settings, published_sends
+):
     settings.MARKETING_SEND_BATCH_SIZE = 7
     settings.SEND_BATCH_SIZE = 3  # transactional only
     people(25)
@@ -255,16 +257,11 @@ def test_pending_sends_are_published_once_each_in_batches_per_channel(deals, set
         )
     with TestCase.captureOnCommitCallbacks(execute=False):
         routing.route_notifications([str(accepted.notification.id)])
-    published = []
-    monkeypatch.setattr(
-        enqueue, "publish_send", lambda ids, traffic, channel: published.append((channel, ids))
-    )
-
     enqueue.publish_pending_sends([accepted.notification.id], page=10)
 
     rows = Delivery.objects.filter(notification=accepted.notification)
     for channel in ("email", "in_app"):
-        batches = [ids for c, ids in published if c == channel]
+        batches = [p.ids for p in published_sends if p.channel == channel]
         assert [len(b) for b in batches] == [7, 7, 7, 4]
         sent = [i for b in batches for i in b]
         assert sent == sorted(rows.filter(channel=channel).values_list("id", flat=True))

@@ -6,7 +6,7 @@ import pytest
 from django.test import TestCase
 
 from channels.base import AMBIGUOUS, PERMANENT, TRANSIENT, Outcome
-from notifications import clock, enqueue, outcomes
+from notifications import clock, outcomes
 from notifications.models import Delivery
 from tests.factories import (
     NotificationFactory,
@@ -75,16 +75,10 @@ def test_a_short_transient_wait_stays_in_the_broker_as_a_countdown():
     assert (delivery.error_kind, delivery.error_message) == ("transient", "timeout")
 
 
-def test_short_retries_of_a_batch_go_out_together_a_task_per_second_of_wait(monkeypatch):
+def test_short_retries_of_a_batch_go_out_together_a_task_per_second_of_wait(published_sends):
     batch = [sending() for _ in range(5)] + [sending(channel="email")]
     ids = [d.id for d in batch]
     waits = [0.2, 0.9, 1.0, 1.5, 3.0, 0.5]
-    published = []
-    monkeypatch.setattr(
-        enqueue,
-        "publish_send",
-        lambda ids, traffic, channel, countdown=0: published.append((channel, ids, countdown)),
-    )
 
     with TestCase.captureOnCommitCallbacks(execute=True):
         outcomes.record(
@@ -96,7 +90,7 @@ def test_short_retries_of_a_batch_go_out_together_a_task_per_second_of_wait(monk
         )
 
     # Rounded up: none is retried sooner than it was asked to wait; each channel's own queue.
-    assert sorted(published) == [
+    assert sorted((p.channel, p.ids, p.countdown) for p in published_sends) == [
         ("email", ids[5:], 1),
         ("sms", ids[:3], 1),
         ("sms", ids[3:4], 2),
