@@ -104,11 +104,11 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
     builder = MessageBuilder()
     results: list[Outcome] = []
     by_provider: dict[str, list[Message]] = defaultdict(list)
-    out_of_time = False
+    struck = False  # the task's soft time limit struck: nothing more is sent
     for index, delivery in enumerate(deliveries):
-        if by_provider and journal.out_of_time():
-            # The batch's time is spent (SEND_BATCH_SECONDS): what is built goes, the rest is
-            # queued again unrendered, spending no attempt.
+        if index and journal.out_of_time():
+            # The batch's time is spent (SEND_BATCH_SECONDS): what is decided goes (the first
+            # message always is), the rest is queued again unrendered, spending no attempt.
             results.extend(time_spent([d.id for d in deliveries[index:]]))
             break
         try:
@@ -130,7 +130,7 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
                 Outcome.failed(delivery.id, TRANSIENT, rendering, reached_provider=False)
             )
             results.extend(not_sent_ids([d.id for d in deliveries[index + 1 :]], OUT_OF_TIME))
-            out_of_time = True
+            struck = True
             break
         except Exception as exc:  # noqa: BLE001 - one message must not take its batch down
             # Unforeseen (data nested past the recursion limit, say): left to raise, it would
@@ -142,7 +142,7 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
         delivery.summary = summary
         by_provider[delivery.provider].append(message)
     for provider, messages in by_provider.items():
-        if out_of_time:
+        if struck:
             results.extend(not_sent(messages, OUT_OF_TIME))
             continue
         try:
@@ -151,12 +151,12 @@ def send_claimed(deliveries: list[Delivery], journal: SendJournal) -> None:
             # Past the soft limit nothing more is sent (the hard one may kill the worker
             # mid-call); what is known is recorded now, with or without the send journal.
             results.extend(cut.outcomes)
-            out_of_time = True
+            struck = True
         except SoftTimeLimitExceeded:
             # Struck where this group's outcomes are unknown (dispatch turns the strikes it
             # foresees into OutOfTime): it stays claimed, and the sweeper settles it from the
             # send journal.
-            out_of_time = True
+            struck = True
     outcomes.record({d.id: d for d in deliveries}, results)
 
 

@@ -140,6 +140,29 @@ def test_a_strike_while_the_late_answer_is_noted_leaves_that_message_in_doubt(
     assert all(not o.reached_provider for o in rest)
 
 
+def test_a_strike_just_after_the_last_answer_leaves_the_rest_unsent_not_in_doubt(
+    monkeypatch, batch, esp
+):
+    notes = claimed_journal()
+    monkeypatch.setattr(dispatch, "get_provider", lambda name: RunsOutOfTime(notes, last=2))
+    track = journal.SendJournal.track
+
+    def strike_as_the_stream_resumes(self, messages, outcomes, **kwargs):
+        inner = track(self, messages, outcomes, **kwargs)
+        yield next(inner)
+        yield next(inner)  # the second: the last the batch had time for
+        inner.throw(SoftTimeLimitExceeded())
+
+    monkeypatch.setattr(journal.SendJournal, "track", strike_as_the_stream_resumes)
+
+    with pytest.raises(dispatch.OutOfTime) as cut:
+        dispatch.dispatch(esp, batch, notes)
+
+    first, second, *rest = cut.value.outcomes
+    assert first.sent and second.sent
+    assert [o.error for o in rest] == [dispatch.BATCH_TIME_SPENT] * 3
+
+
 @pytest.mark.parametrize("error", [OSError("reset"), SoftTimeLimitExceeded()])
 def test_a_stream_that_fails_to_close_when_stopped_for_time_leaves_nothing_in_doubt(
     monkeypatch, batch, esp, error
@@ -183,3 +206,29 @@ def test_what_a_batch_had_no_time_for_is_queued_again_unrendered_with_no_attempt
         ("pending", 1, dispatch.BATCH_TIME_SPENT, "")
     }
     assert [(p.ids, p.countdown) for p in published_sends] == [([r.id for r in rest], 1)]
+
+
+@pytest.mark.django_db
+def test_a_batch_out_of_time_stops_rendering_even_when_renders_fail(settings, published_sends):
+    settings.SEND_BATCH_SECONDS = 0
+    ntype = notification_type_with_templates(key="deals", channels=("email",), traffic="marketing")
+    notification = NotificationFactory(type=ntype, data={})  # no order_id: every render fails
+    deliveries = [
+        Delivery.objects.create(
+            notification=notification,
+            recipient=RecipientFactory(),
+            channel="email",
+            provider="email",
+            traffic="marketing",
+        )
+        for _ in range(3)
+    ]
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        send_deliveries([d.id for d in deliveries])
+
+    first, *rest = Delivery.objects.filter(id__in=[d.id for d in deliveries]).order_by("id")
+    assert (first.status, first.error_message[:8]) == ("failed", "render: ")
+    assert {(r.status, r.attempts, r.error_message) for r in rest} == {
+        ("pending", 0, dispatch.BATCH_TIME_SPENT)
+    }
