@@ -277,8 +277,9 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # takes larger ones, spreading each batch's fixed cost (notifications/enqueue.py).
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 100)
 MARKETING_SEND_BATCH_SIZE = env_int("MARKETING_SEND_BATCH_SIZE", 500)
-# How long a send batch hands messages to providers; the rest go back to the queue unsent
-# (no attempt spent), so a slow provider never runs a batch into the task's time limit.
+# How long a send batch renders and hands messages to providers (always one at least); the
+# rest go back to the queue unsent, no attempt spent, so a slow provider or template never
+# runs a batch into the task's time limit.
 SEND_BATCH_SECONDS = env_int(
     "SEND_BATCH_SECONDS", max(1, min(60, CELERY_TASK_SOFT_TIME_LIMIT // 4))
 )
