@@ -179,28 +179,35 @@ def test_a_stream_that_fails_to_close_when_stopped_for_time_leaves_nothing_in_do
     assert [o.error for o in outcomes[1:]] == [dispatch.BATCH_TIME_SPENT] * 4
 
 
-@pytest.mark.django_db
-def test_what_a_batch_had_no_time_for_is_queued_again_unrendered_with_no_attempt_spent(
-    settings, published_sends
-):
-    settings.SEND_BATCH_SECONDS = 0  # out of time once the first message is built
+def sent_out_of_time(data: dict, attempts: int = 0) -> list[Delivery]:
+    """Three marketing emails sent in one batch out of time once its first is decided; the
+    rows as they were recorded, in id order."""
     ntype = notification_type_with_templates(key="deals", channels=("email",), traffic="marketing")
-    notification = NotificationFactory(type=ntype, data={"order_id": "A-1"})
-    deliveries = [
+    notification = NotificationFactory(type=ntype, data=data)
+    ids = [
         Delivery.objects.create(
             notification=notification,
             recipient=RecipientFactory(),
             channel="email",
             provider="email",
             traffic="marketing",
-            attempts=1,
-        )
+            attempts=attempts,
+        ).id
         for _ in range(3)
     ]
     with TestCase.captureOnCommitCallbacks(execute=True):
-        send_deliveries([d.id for d in deliveries])
+        send_deliveries(ids)
+    return list(Delivery.objects.filter(id__in=ids).order_by("id"))
 
-    first, *rest = Delivery.objects.filter(id__in=[d.id for d in deliveries]).order_by("id")
+
+@pytest.mark.django_db
+def test_what_a_batch_had_no_time_for_is_queued_again_unrendered_with_no_attempt_spent(
+    settings, published_sends
+):
+    settings.SEND_BATCH_SECONDS = 0  # out of time once the first message is built
+
+    first, *rest = sent_out_of_time({"order_id": "A-1"}, attempts=1)
+
     assert (first.status, first.attempts) == ("sent", 2)
     assert {(r.status, r.attempts, r.error_message, r.summary) for r in rest} == {
         ("pending", 1, dispatch.BATCH_TIME_SPENT, "")
@@ -211,23 +218,9 @@ def test_what_a_batch_had_no_time_for_is_queued_again_unrendered_with_no_attempt
 @pytest.mark.django_db
 def test_a_batch_out_of_time_stops_rendering_even_when_renders_fail(settings, published_sends):
     settings.SEND_BATCH_SECONDS = 0
-    ntype = notification_type_with_templates(key="deals", channels=("email",), traffic="marketing")
-    notification = NotificationFactory(type=ntype, data={})  # no order_id: every render fails
-    deliveries = [
-        Delivery.objects.create(
-            notification=notification,
-            recipient=RecipientFactory(),
-            channel="email",
-            provider="email",
-            traffic="marketing",
-        )
-        for _ in range(3)
-    ]
 
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        send_deliveries([d.id for d in deliveries])
+    first, *rest = sent_out_of_time({})  # no order_id: every render fails
 
-    first, *rest = Delivery.objects.filter(id__in=[d.id for d in deliveries]).order_by("id")
     assert (first.status, first.error_message[:8]) == ("failed", "render: ")
     assert {(r.status, r.attempts, r.error_message) for r in rest} == {
         ("pending", 0, dispatch.BATCH_TIME_SPENT)
